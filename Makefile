@@ -1,0 +1,38 @@
+# One command for the demo, one for the tests. Both build their own virtual environment.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: install demo test test-all lint bench clean
+
+# torch is pinned exactly in pyproject.toml: its CPU build; a looser pin pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## demo: find, register and promote a model for the shipped AI4I 2020 data, then score the file with it
+demo: install
+	$(BIN)/poise train poise/examples/ai4i2020.csv --target target \
+		--metric recall_at_precision --min-precision 0.5 --budget 120 --name ai4i-failures
+	$(BIN)/poise predict poise/examples/ai4i2020.csv --model ai4i-failures --out predictions.csv
+	$(BIN)/poise models
+
+## test: the whole suite (unit + end-to-end on real data)
+test: install
+	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+## bench: poise against baselines and FLAML on every dataset in benchmarks/data
+bench: install
+	$(PIP) install -r benchmarks/requirements.txt
+	$(BIN)/python benchmarks/run.py --budget 60 --out benchmarks/results.md
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

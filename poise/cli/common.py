@@ -1,0 +1,48 @@
+"""What every command shares: settings before heavy imports, and user errors without tracebacks."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console(stderr=True, soft_wrap=True)  # progress, errors and notes
+stdout = Console(soft_wrap=True)  # results
+
+
+def user_errors(command: F) -> F:
+    """Run a command with poise's settings in place; print a PoiseError as 'error / fix' and exit 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
+        from poise.errors import PoiseError
+        from poise.settings import get_settings
+
+        try:
+            get_settings()  # sets the environment the libraries read before they are imported
+            return command(*args, **kwargs)
+        except PoiseError as exc:
+            console.print(f"[bold red]error:[/] {exc.problem}", highlight=False)
+            if exc.fix:
+                console.print(f"[bold]  fix:[/] {exc.fix}", highlight=False)
+            raise typer.Exit(2) from None
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"]) or "input"
+                console.print(f"[bold red]error:[/] {where}: {err['msg']}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")

@@ -1,0 +1,155 @@
+"""``poise train``: search, register and gate a model for one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from poise.cli.common import console, print_json, stdout, user_errors
+
+METRIC_HELP = (
+    "What to maximise: average_precision, roc_auc, mcc, balanced_accuracy, f1, f_beta, g_mean, "
+    "recall_at_precision (needs --min-precision), precision_at_recall (needs --min-recall)."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+
+
+@user_errors
+def train_command(
+    data: Path = typer.Argument(..., help="The table: CSV (any delimiter, .gz ok) or Parquet."),
+    target: str = typer.Option(..., "--target", "-t", help="The column to predict."),
+    metric: str = typer.Option(None, "--metric", "-m", help=METRIC_HELP),
+    min_precision: float = typer.Option(None, "--min-precision", help="Precision floor for recall_at_precision."),
+    min_recall: float = typer.Option(None, "--min-recall", help="Recall floor for precision_at_recall."),
+    beta: float = typer.Option(1.0, "--beta", help="Beta of f_beta (beta > 1 favours recall)."),
+    positive: str = typer.Option(None, "--positive", help="The class to catch (default: the rarer one)."),
+    budget: float = typer.Option(120.0, "--budget", "-b", help="Seconds for search and refit."),
+    name: str = typer.Option(None, "--name", "-n", help="Registered model name (default: from the file name)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same data, seed and budget give the same search."),
+    promote: bool = typer.Option(True, "--promote/--no-promote", help="Make it @champion if it passes the gates."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the summary."),
+) -> None:
+    """Search imbalance strategies × models × hyperparameters, register the winner, and gate it."""
+    from poise.contracts import TaskSpec
+    from poise.pipelines.train import train
+
+    if metric is None:  # a stated constraint names the metric
+        metric = "recall_at_precision" if min_precision else "precision_at_recall" if min_recall \
+            else "f_beta" if beta != 1.0 else "average_precision"
+    task = TaskSpec(
+        data=str(data), target=target, positive_label=_label(positive), metric=metric,
+        min_precision=min_precision, min_recall=min_recall, beta=beta, budget_seconds=budget, seed=seed,
+        model_name=name,
+    )
+    if as_json:
+        outcome = train(task, promote_if_passed=promote)
+    else:
+        with _SearchProgress(budget) as progress:
+            outcome = train(task, promote_if_passed=promote, on_stage=progress.stage, on_trial=progress.trial)
+    if as_json:
+        print_json(_summary(outcome))
+    else:
+        _print_summary(outcome)
+
+
+def _label(text: str | None) -> Any:
+    """'1' → 1, '2.0' → 2.0, 'yes' → 'yes': labels compare by value with the data's own."""
+    if text is None:
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text
+
+
+def _summary(outcome: Any) -> dict[str, Any]:
+    c = outcome.candidate
+    return {
+        "model": c.model_name,
+        "version": c.version,
+        "run_id": c.run_id,
+        "strategy": c.strategy,
+        "estimator": c.estimator,
+        "params": c.params,
+        "threshold": c.threshold,
+        "metric": c.metric,
+        "cv_score": c.cv_score,
+        "holdout": c.holdout_metrics,
+        "cv": c.cv_metrics,
+        "positive_label": c.positive_label,
+        "n_trials": c.n_trials,
+        "gate": outcome.gate.model_dump(mode="json"),
+        "promoted": outcome.promoted,
+        "seconds": round(outcome.seconds, 2),
+        "search_seconds": round(c.search_seconds, 2),
+        "budget_seconds": outcome.plan.budget_seconds,
+        "plan": outcome.plan.model_dump(mode="json"),
+    }
+
+
+def _print_summary(outcome: Any) -> None:
+    from rich.table import Table
+
+    c = outcome.candidate
+    out = stdout
+    out.print(
+        f"\n[bold]{c.model_name}[/] version [bold]{c.version}[/]: {c.strategy} + {c.estimator}, "
+        f"threshold {c.threshold:.4f}, {c.n_trials} trials in {outcome.seconds:.0f} s"
+    )
+    for step in outcome.plan.data_steps:
+        out.print(f"  {step.action} [cyan]{step.column}[/]: {step.reason}", highlight=False)
+    table = Table(title=f"holdout ({c.metric} optimised; CV {c.cv_score:.4f})", show_edge=False)
+    table.add_column("metric")
+    table.add_column("holdout", justify="right")
+    table.add_column("cross-validated", justify="right")
+    for key, value in c.holdout_metrics.items():
+        style = "bold" if key == c.metric else None
+        table.add_row(key, f"{value:.4f}", f"{c.cv_metrics.get(key, float('nan')):.4f}", style=style)
+    out.print(table)
+    gate = outcome.gate
+    verdict = "[green]passed[/]" if gate.passed else "[red]not passed[/]"
+    out.print(f"gates {verdict}: " + "; ".join(gate.reasons), highlight=False)
+    if outcome.promoted:
+        out.print(f"[green]{c.model_name}@champion[/] is now version {c.version}")
+    else:
+        out.print(f"registered as {c.model_name}@challenger (version {c.version}); not promoted")
+    out.print(f"score a file: poise predict DATA.csv --model {c.model_name}:{c.version} --out predictions.csv")
+
+
+class _SearchProgress:
+    """A rich progress display fed by the search's stage and trial callbacks."""
+
+    def __init__(self, budget: float) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.budget = budget
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"), console=console, transient=False,
+        )
+        self.task = self.progress.add_task("starting", total=budget, status="")
+
+    def __enter__(self) -> _SearchProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.update(self.task, completed=self.budget)
+        self.progress.__exit__(*exc)
+
+    def stage(self, name: str) -> None:
+        self.progress.update(self.task, description=name)
+
+    def trial(self, record: Any) -> None:
+        best = "–" if record.best_score is None else f"{record.best_score:.4f}"
+        self.progress.update(
+            self.task, completed=min(record.elapsed, self.budget),
+            status=f"trial {record.number + 1}: {record.strategy}/{record.estimator} {record.state} · best {best}",
+        )

@@ -1,0 +1,221 @@
+"""The vocabulary every part of poise speaks.
+
+These pydantic models are the only things that cross wings: the CLI builds them, the
+agents fill them (they are also the JSON schema an LLM must answer in), the search
+consumes them, the registry stores them as lineage and the audit trail records them.
+A Plan is data, never code: nothing in here is executed.
+
+Every numeric field is bounded, so a malformed or adversarial value is rejected here,
+before it can reach an action.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Metric = Literal[
+    "average_precision",
+    "roc_auc",
+    "mcc",
+    "balanced_accuracy",
+    "f1",
+    "f_beta",
+    "g_mean",
+    "recall_at_precision",
+    "precision_at_recall",
+]
+METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
+
+#: A class label as it appears in the data: "yes", 1, True, 2.0 ...
+Label = bool | int | float | str
+
+MAX_BUDGET_SECONDS = 7 * 24 * 3600
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskSpec(_Contract):
+    """What the user asked for: which table, which column to predict, and how to judge it."""
+
+    data: str = Field(description="Path of the table (CSV, CSV.GZ or Parquet).")
+    target: str = Field(min_length=1, max_length=512, description="Column to predict.")
+    positive_label: Label | None = Field(
+        default=None, description="The rare class to catch; None means 'the rarer class'."
+    )
+    metric: Metric = Field(default="average_precision", description="What the search maximises.")
+    min_precision: float | None = Field(default=None, gt=0.0, le=1.0)
+    min_recall: float | None = Field(default=None, gt=0.0, le=1.0)
+    beta: float = Field(default=1.0, gt=0.0, le=100.0, description="Beta of f_beta.")
+    budget_seconds: float = Field(default=120.0, gt=0.0, le=MAX_BUDGET_SECONDS)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    model_name: str | None = Field(
+        default=None, max_length=256, description="Registered model name; derived from the data file when empty."
+    )
+    description: str | None = Field(default=None, max_length=4000, description="The task in the user's words.")
+
+    @model_validator(mode="after")
+    def _metric_parameters_present(self) -> TaskSpec:
+        if self.metric == "recall_at_precision" and self.min_precision is None:
+            raise ValueError("metric 'recall_at_precision' needs min_precision (e.g. --min-precision 0.5)")
+        if self.metric == "precision_at_recall" and self.min_recall is None:
+            raise ValueError("metric 'precision_at_recall' needs min_recall (e.g. --min-recall 0.8)")
+        return self
+
+    def metric_params(self) -> dict[str, float]:
+        """The parameters the metric functions take, for the metric being optimised."""
+        params: dict[str, float] = {"beta": self.beta}
+        if self.min_precision is not None:
+            params["min_precision"] = self.min_precision
+        if self.min_recall is not None:
+            params["min_recall"] = self.min_recall
+        return params
+
+
+ColumnKind = Literal["numeric", "categorical", "boolean", "datetime", "text"]
+
+
+class ColumnProfile(_Contract):
+    name: str
+    dtype: str
+    kind: ColumnKind
+    n_missing: int = Field(ge=0)
+    missing_share: float = Field(ge=0.0, le=1.0)
+    n_unique: int = Field(ge=0)
+    unique_share: float = Field(ge=0.0, le=1.0)
+    is_constant: bool = False
+    identifier_reason: str | None = Field(default=None, description="Why this looks like a row identifier.")
+    separation: float | None = Field(
+        default=None, ge=0.5, le=1.0,
+        description="How well this column alone separates the classes (univariate ROC-AUC, folded to >= 0.5).",
+    )
+    leak_reason: str | None = Field(default=None, description="Why this looks like a label leak.")
+    examples: list[str] = Field(default_factory=list, max_length=5, description="A few values, as quoted data.")
+
+    @property
+    def is_identifier(self) -> bool:
+        return self.identifier_reason is not None
+
+    @property
+    def is_leak(self) -> bool:
+        return self.leak_reason is not None
+
+
+class DataProfile(_Contract):
+    """What the data looks like, computed on the training part only (the holdout is never seen)."""
+
+    source: str
+    n_rows: int = Field(ge=0)
+    n_columns: int = Field(ge=0)
+    target: str
+    positive_label: Label
+    negative_label: Label
+    class_counts: dict[str, int]
+    minority_share: float = Field(ge=0.0, le=1.0)
+    imbalance_ratio: float = Field(ge=1.0, description="Majority count / minority count.")
+    n_duplicate_rows: int = Field(default=0, ge=0)
+    n_missing_target: int = Field(default=0, ge=0)
+    fingerprint: str = Field(description="sha256 of the table's content, for lineage.")
+    columns: list[ColumnProfile]
+
+    @property
+    def n_minority(self) -> int:
+        return min(self.class_counts.values())
+
+    def column(self, name: str) -> ColumnProfile:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+
+DataAction = Literal["drop", "datetime_features"]
+
+
+class DataStep(_Contract):
+    """One cleaning step, with the reason a person can check."""
+
+    action: DataAction
+    column: str
+    reason: str = Field(max_length=1000)
+
+
+class SearchSpace(_Contract):
+    strategies: list[str] = Field(min_length=1, description="Imbalance strategies to search (registry names).")
+    models: list[str] = Field(min_length=1, description="Model families to search (registry names).")
+
+
+class Gates(_Contract):
+    """What a candidate must show on the holdout before it may become @champion."""
+
+    min_holdout: dict[Metric, float] = Field(
+        default_factory=dict, description="Floor per metric on the holdout, e.g. {'average_precision': 0.3}."
+    )
+    must_beat_champion: bool = Field(
+        default=True, description="The candidate must score at least the current champion on the same holdout."
+    )
+
+    @model_validator(mode="after")
+    def _floors_in_range(self) -> Gates:
+        for metric, floor in self.min_holdout.items():
+            if not -1.0 <= floor <= 1.0:
+                raise ValueError(f"gate floor for {metric} must lie in [-1, 1], got {floor}")
+        return self
+
+
+class Plan(_Contract):
+    """How the task will be solved: the data steps, what to search, how to evaluate, when to deploy."""
+
+    data_steps: list[DataStep] = Field(default_factory=list)
+    search: SearchSpace
+    cv_folds: int = Field(default=5, ge=2, le=10)
+    holdout_fraction: float = Field(default=0.2, ge=0.05, le=0.5)
+    budget_seconds: float = Field(default=120.0, gt=0.0, le=MAX_BUDGET_SECONDS)
+    max_trials: int | None = Field(default=None, ge=1, le=100_000)
+    gates: Gates = Field(default_factory=Gates)
+    rationale: list[str] = Field(default_factory=list, description="Why the plan looks like this, one line each.")
+
+    @property
+    def dropped_columns(self) -> list[str]:
+        return [step.column for step in self.data_steps if step.action == "drop"]
+
+    @property
+    def datetime_columns(self) -> list[str]:
+        return [step.column for step in self.data_steps if step.action == "datetime_features"]
+
+
+class Candidate(_Contract):
+    """A trained, evaluated and registered model: the search's answer."""
+
+    model_name: str
+    version: str | None = None
+    run_id: str | None = None
+    strategy: str
+    estimator: str
+    params: dict[str, Label | None] = Field(default_factory=dict)
+    threshold: float = Field(ge=0.0, le=1.0)
+    metric: Metric
+    cv_score: float = Field(description="Task metric on out-of-fold predictions of the training part.")
+    cv_metrics: dict[str, float] = Field(default_factory=dict)
+    holdout_metrics: dict[str, float] = Field(default_factory=dict)
+    n_trials: int = Field(default=0, ge=0)
+    search_seconds: float = Field(default=0.0, ge=0.0)
+    positive_label: Label
+    negative_label: Label
+    features: list[str] = Field(default_factory=list)
+    trained_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class GateReport(_Contract):
+    """Whether a candidate may become @champion, and why (or why not)."""
+
+    passed: bool
+    reasons: list[str] = Field(default_factory=list)
+    metric: Metric
+    candidate_score: float
+    champion_version: str | None = None
+    champion_score: float | None = None

@@ -1,0 +1,127 @@
+"""MLflow runs: one parent run per search, one nested run per trial, lineage as artifacts.
+
+Works the same on the embedded SQLite store under ``POISE_HOME`` and on a tracking server:
+only ``Settings.tracking_uri`` differs. Experiments are created with an explicit artifact
+location, so MLflow never falls back to ``./mlruns`` in the working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from poise.settings import Settings
+
+
+def connect(settings: Settings) -> str:
+    """Point MLflow at poise's store and return the id of the training experiment."""
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no table-creation or validation chatter
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(settings.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(
+        settings.experiment, artifact_location=f"{settings.artifact_root.rstrip('/')}/{settings.experiment}"
+    )
+
+
+class SearchRun:
+    """The parent MLflow run of one search, with helpers for what poise logs into it."""
+
+    def __init__(self, run_id: str, experiment_id: str) -> None:
+        import mlflow
+
+        self.run_id, self.experiment_id = run_id, experiment_id
+        self.client = mlflow.MlflowClient()
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.run_id, params=[Param(k, _short(v)) for k, v in params.items()])
+
+    def log_metrics(self, values: Mapping[str, float], prefix: str = "") -> None:
+        from mlflow.entities import Metric
+
+        stamp = _now_ms()
+        metrics = [Metric(prefix + k, float(v), stamp, 0) for k, v in values.items() if _finite(v)]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, _short(v, 5000)) for k, v in tags.items()])
+
+    def log_json(self, name: str, payload: BaseModel | Mapping[str, Any] | list[Any]) -> None:
+        """Store a contract (or any JSON-able value) as an artifact of the run."""
+        body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_text(json.dumps(body, indent=2, default=str))
+            self.client.log_artifact(self.run_id, str(path))
+
+    def log_trial(self, number: int, params: Mapping[str, Any], metrics: Mapping[str, float],
+                  tags: Mapping[str, Any]) -> str:
+        """A nested run for one trial of the search."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"trial-{number:03d}",
+            tags={"mlflow.parentRunId": self.run_id, "poise.kind": "trial"},
+        )
+        stamp = _now_ms()
+        self.client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items() if _finite(v)],
+            params=[Param(k, _short(v)) for k, v in params.items()],
+            tags=[RunTag(k, _short(v, 5000)) for k, v in tags.items()],
+        )
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+
+@contextmanager
+def search_run(settings: Settings, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[SearchRun]:
+    """Open the parent run of a search; it is marked FAILED if the search raises."""
+    import mlflow
+
+    experiment_id = connect(settings)
+    client = mlflow.MlflowClient()
+    run = client.create_run(experiment_id, run_name=run_name, tags={"poise.kind": "search", **(tags or {})})
+    status = "FAILED"
+    try:
+        yield SearchRun(run.info.run_id, experiment_id)
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run.info.run_id, status)
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _short(value: Any, limit: int = 500) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,199 @@
+"""Model versions and aliases in the MLflow registry.
+
+Every training registers a new version and points ``@challenger`` at it. Promotion is an
+alias move: ``@champion`` goes to the new version and the old champion keeps ``@previous``,
+so a rollback is one more alias move. Nothing is ever half-deployed.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from poise.errors import ModelNotFoundError
+from poise.registry import pyfunc_entry
+from poise.registry.model import ModelCard, PoiseModel, save_artifacts
+from poise.registry.tracking import SearchRun
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+_REF = re.compile(r"^(?P<name>[^@:]+?)(?:@(?P<alias>[\w-]+)|:(?P<version>\d+))?$")
+
+#: What a registered model needs to be loaded elsewhere (poise itself must be importable too).
+_RUNTIME = ("scikit-learn", "imbalanced-learn", "pandas", "numpy", "joblib", "mlflow", "pydantic")
+
+
+def model_requirements(estimator: str) -> list[str]:
+    names = [*_RUNTIME, "torch"] if estimator == "mlp" else list(_RUNTIME)
+    return [f"{name}=={metadata.version(name)}" for name in names]
+
+
+def register_model(
+    run: SearchRun,
+    model_name: str,
+    pipeline: Any,
+    card: ModelCard,
+    input_example: pd.DataFrame,
+    tags: dict[str, str],
+) -> str:
+    """Log the pipeline as a pyfunc into the search run, register a version, tag it @challenger."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import infer_signature
+
+    example = input_example[card.features].head(5)
+    output = PoiseModel()
+    output.pipeline, output.card = pipeline, card
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # integer-column hints: serving coerces numbers itself
+        signature = infer_signature(example, output.predict(None, example))
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run.run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(pyfunc_entry.__file__)),  # model from code: nothing pickled but the pipeline
+            artifacts=save_artifacts(pipeline, card, Path(tmp)),
+            signature=signature,
+            input_example=example,
+            pip_requirements=model_requirements(card.estimator),
+        )
+    client = mlflow.MlflowClient()
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException:
+        client.create_registered_model(model_name, description="Registered by poise.")
+    version = str(
+        client.create_model_version(
+            model_name, info.model_uri, run_id=run.run_id, tags=tags, model_id=info.model_id
+        ).version
+    )
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    return version
+
+
+def promote(model_name: str, version: str | int) -> str | None:
+    """Make ``version`` the champion; the old champion becomes @previous. Returns the old champion's version."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    version = str(version)
+    _version_or_error(client, model_name, version)
+    current = alias_version(model_name, CHAMPION)
+    if current == version:
+        return current
+    if current is not None:
+        client.set_registered_model_alias(model_name, PREVIOUS, current)
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+    if alias_version(model_name, CHALLENGER) == version:
+        client.delete_registered_model_alias(model_name, CHALLENGER)
+    return current
+
+
+def alias_version(model_name: str, alias: str) -> str | None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(mlflow.MlflowClient().get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def resolve(ref: str) -> tuple[str, str]:
+    """``NAME``, ``NAME@alias`` or ``NAME:version`` → (name, version). A bare name means @champion,
+    else the newest version."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    match = _REF.match(ref.strip())
+    if not match:
+        raise ModelNotFoundError(f"{ref!r} is not a model reference", "use NAME, NAME@ALIAS or NAME:VERSION")
+    name, alias, version = match["name"], match["alias"], match["version"]
+    client = mlflow.MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        known = [m.name for m in client.search_registered_models()]
+        raise ModelNotFoundError(
+            f"no registered model named {name!r}",
+            f"registered models: {', '.join(known)}" if known else "train one first with `poise train`",
+        ) from None
+    if version is not None:
+        _version_or_error(client, name, version)
+        return name, version
+    if alias is not None:
+        found = alias_version(name, alias)
+        if found is None:
+            aliases = sorted(client.get_registered_model(name).aliases)
+            raise ModelNotFoundError(
+                f"model {name!r} has no alias @{alias}",
+                f"its aliases: {', '.join('@' + a for a in aliases)}" if aliases else "use NAME:VERSION",
+            )
+        return name, found
+    found = alias_version(name, CHAMPION)
+    if found is None:
+        versions = client.search_model_versions(f"name='{name}'")
+        found = str(max(int(v.version) for v in versions))
+    return name, found
+
+
+def _version_or_error(client: Any, name: str, version: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise ModelNotFoundError(f"model {name!r} has no version {version}", "see `poise models`") from None
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    version: str
+    card: ModelCard
+    model: PoiseModel
+
+    def predict(self, frame: pd.DataFrame, *, allow_extra: bool = False) -> pd.DataFrame:
+        """``proba`` and ``pred`` for every row, after checking the columns."""
+        rows = self.card.prepare(frame, allow_extra=allow_extra)
+        return self.model.predict(None, rows)
+
+
+def load(ref: str) -> LoadedModel:
+    """Load a registered version (``NAME``, ``NAME@alias`` or ``NAME:version``)."""
+    import mlflow
+
+    name, version = resolve(ref)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    model: PoiseModel = pyfunc.unwrap_python_model()
+    return LoadedModel(name, version, model.card, model)
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Every registered model with its versions, aliases and headline metrics."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    out = []
+    for registered in client.search_registered_models():
+        aliases_of: dict[str, list[str]] = {}
+        for alias, version in registered.aliases.items():
+            aliases_of.setdefault(str(version), []).append(alias)
+        versions = []
+        for v in sorted(client.search_model_versions(f"name='{registered.name}'"), key=lambda v: int(v.version)):
+            versions.append(
+                {
+                    "version": str(v.version),
+                    "aliases": sorted(aliases_of.get(str(v.version), [])),
+                    "run_id": v.run_id,
+                    "created_at": pd.Timestamp(v.creation_timestamp, unit="ms", tz="UTC").isoformat(),
+                    "tags": dict(v.tags),
+                }
+            )
+        out.append({"name": registered.name, "versions": versions})
+    return out

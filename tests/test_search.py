@@ -1,0 +1,91 @@
+"""The Optuna search: honest scores, the budget kept, edges handled."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from poise.contracts import Plan, SearchSpace, TaskSpec
+from poise.tools import data
+from poise.tools.preprocess import FeatureColumns
+from poise.tools.search import search
+
+COLUMNS = FeatureColumns(numeric=["x1", "x2"], categorical=["colour"])
+
+
+def plan(strategies, models, budget=20.0, **kw) -> Plan:
+    return Plan(search=SearchSpace(strategies=strategies, models=models), budget_seconds=budget, **kw)
+
+
+def task(metric="average_precision", budget=20.0, **kw) -> TaskSpec:
+    return TaskSpec(data="mem", target="label", metric=metric, budget_seconds=budget, **kw)
+
+
+@pytest.fixture
+def table(mixed_frame):
+    return data.prepare_target(mixed_frame, "label")
+
+
+def test_search_returns_a_refit_sampler_free_winner(table):
+    result = search(table.features, table.y, task(), plan(["none", "smote", "class_weight"],
+                    ["logistic_regression", "hist_gradient_boosting"], max_trials=6), COLUMNS)
+    assert result.n_trials == 6
+    assert {r.state for r in result.trials} <= {"complete", "pruned", "failed"}
+    assert result.strategy in {"none", "smote", "class_weight"}
+    assert 0.0 <= result.threshold <= 1.0
+    assert result.cv_metrics["average_precision"] == pytest.approx(result.cv_score)
+    assert not any(hasattr(step, "fit_resample") for _, step in result.pipeline.steps)
+    assert result.pipeline.predict_proba(table.features).shape == (len(table.y), 2)
+    assert result.oof_proba.shape == table.y.shape and np.isfinite(result.oof_proba).all()
+
+
+def test_oversampling_does_not_leak_into_validation_folds():
+    """Labels are pure noise: a leak (duplicated minority rows in validation folds) would inflate the score."""
+    rng = np.random.default_rng(7)
+    n = 400
+    frame = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n), "colour": rng.choice(["a", "b"], n)})
+    y = (rng.random(n) < 0.1).astype(int)
+    result = search(frame, y, task(), plan(["random_over"], ["random_forest"], max_trials=1, cv_folds=3), COLUMNS)
+    assert result.cv_score < y.mean() + 0.08  # chance level is the prevalence (~0.1)
+
+
+def test_budget_is_kept(table):
+    started = time.monotonic()
+    result = search(table.features, table.y, task(budget=4.0),
+                    plan(["none", "class_weight", "random_under", "smote"],
+                         ["logistic_regression", "random_forest", "hist_gradient_boosting"], budget=4.0), COLUMNS)
+    elapsed = time.monotonic() - started
+    assert result.n_trials >= 1
+    assert elapsed < 4.0 * 1.5 + 2.0  # search + refit, with a small overhead
+
+
+def test_constraint_metric_threshold_keeps_precision_on_training_folds(table):
+    result = search(table.features, table.y, task("recall_at_precision", min_precision=0.6),
+                    plan(["none"], ["logistic_regression"], max_trials=2), COLUMNS)
+    assert result.cv_metrics["precision"] >= 0.6
+    assert result.cv_score == pytest.approx(result.cv_metrics["recall_at_precision"])
+
+
+def test_strategies_that_cannot_run_are_skipped_with_a_reason(table):
+    keep = np.r_[np.flatnonzero(table.y == 1)[:4], np.flatnonzero(table.y == 0)[:150]]
+    result = search(table.features.iloc[keep], table.y[keep], task(),
+                    plan(["smote", "none", "adasyn"], ["logistic_regression"], max_trials=3, cv_folds=3), COLUMNS)
+    assert set(result.skipped) == {"smote", "adasyn"}
+    assert "minority rows" in result.skipped["smote"]
+    assert result.strategy == "none"
+
+
+def test_a_plan_with_nothing_runnable_is_an_error(table):
+    keep = np.r_[np.flatnonzero(table.y == 1)[:3], np.flatnonzero(table.y == 0)[:50]]
+    with pytest.raises(ValueError, match="no strategy in the plan can run"):
+        search(table.features.iloc[keep], table.y[keep], task(), plan(["smote"], ["logistic_regression"]), COLUMNS)
+
+
+def test_same_seed_same_search(table):
+    runs = [search(table.features, table.y, task(seed=3), plan(["none", "class_weight"],
+                   ["logistic_regression", "hist_gradient_boosting"], max_trials=3), COLUMNS) for _ in range(2)]
+    assert [(r.strategy, r.estimator) for r in runs[0].trials] == [(r.strategy, r.estimator) for r in runs[1].trials]
+    assert runs[0].cv_score == pytest.approx(runs[1].cv_score)

@@ -1,0 +1,337 @@
+"""Reading tables, naming the target, splitting off the holdout, and profiling.
+
+The order matters for honest evaluation: ``prepare_target`` only finds the label column,
+``split_holdout`` puts the holdout aside, and ``profile_table`` (which looks at labels to
+find leaks) only ever sees the training part.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import difflib
+import gzip
+import hashlib
+import lzma
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from poise.contracts import ColumnProfile, DataProfile, Label
+from poise.errors import DataError
+
+_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+_DELIMITERS = ",;\t|"
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+#: A single column whose univariate ROC-AUC reaches this separates the classes "almost perfectly".
+LEAK_SEPARATION = 0.995
+_ID_NAME = re.compile(r"(^|[_\W])(id|ids|uid|udi|uuid|guid|key|index|idx|row|rownum|record)($|[_\W])|id$", re.I)
+
+
+# ---------------------------------------------------------------------------- loading
+def load_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (any delimiter, optionally gzip/bz2/xz-compressed, encoding sniffed) or Parquet file."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"no such file: {path}", "check the path; relative paths start from the current directory")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a table", "pass a .csv, .csv.gz or .parquet file")
+    suffixes = [s.lower() for s in path.suffixes]
+    try:
+        if suffixes and suffixes[-1] in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = _read_csv(path, suffixes)
+    except DataError:
+        raise
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"could not read {path.name}: {exc}", "pass a well-formed CSV or Parquet file") from exc
+    if frame.shape[1] < 2 or frame.shape[0] == 0:
+        raise DataError(
+            f"{path.name} has {frame.shape[0]} rows and {frame.shape[1]} columns",
+            "a table needs a header row, at least one feature column, the target column and some rows",
+        )
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _read_csv(path: Path, suffixes: list[str]) -> pd.DataFrame:
+    opener = _OPENERS.get(suffixes[-1] if suffixes else "", open)
+    with opener(path, "rb") as handle:
+        raw = handle.read(256 * 1024)
+    if not raw.strip():
+        raise DataError(f"{path.name} is empty", "pass a table with a header row and data rows")
+    if b"\x00" in raw[:4096]:
+        raise DataError(f"{path.name} looks binary, not like a CSV", "pass a CSV, CSV.GZ or Parquet file")
+    encoding, text = _decode(raw)
+    sample = "\n".join(text.splitlines()[:50])
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        counts = {d: sample.splitlines()[0].count(d) for d in _DELIMITERS}
+        delimiter = max(counts, key=counts.get) if max(counts.values()) else ","
+    return pd.read_csv(path, sep=delimiter, encoding=encoding, compression="infer", low_memory=False)
+
+
+def _decode(raw: bytes) -> tuple[str, str]:
+    for encoding in _ENCODINGS:
+        try:
+            return encoding, raw.decode(encoding)
+        except UnicodeDecodeError:
+            # the sample may end inside a multi-byte character; judge it without the tail
+            try:
+                return encoding, raw[:-4].decode(encoding)
+            except UnicodeDecodeError:
+                continue
+    return "latin-1", raw.decode("latin-1")
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A content hash of the table (values and column names), stable across file formats."""
+    digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- the target
+@dataclass(frozen=True)
+class LabelledTable:
+    """Features, the 0/1 target (1 = positive) and the labels they stand for."""
+
+    features: pd.DataFrame
+    y: np.ndarray
+    positive_label: Label
+    negative_label: Label
+    n_missing_target: int = 0
+
+
+def resolve_column(frame: pd.DataFrame, name: str, what: str = "column") -> str:
+    """The column the user meant: exact, else case/space/punctuation-insensitive; else a clear error."""
+    if name in frame.columns:
+        return name
+    wanted = _normalise(name)
+    matches = [c for c in frame.columns if _normalise(c) == wanted]
+    if len(matches) == 1:
+        return matches[0]
+    close = difflib.get_close_matches(name, list(map(str, frame.columns)), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "columns are: " + ", ".join(
+        repr(c) for c in list(frame.columns)[:30]
+    )
+    raise DataError(f"{what} {name!r} is not in the table", hint)
+
+
+def _normalise(name: object) -> str:
+    return re.sub(r"[\W_]+", "", str(name)).lower()
+
+
+def prepare_target(frame: pd.DataFrame, target: str, positive_label: Label | None = None) -> LabelledTable:
+    """Split the table into features and a binary 0/1 target; the positive class is stated or the rarer one."""
+    target = resolve_column(frame, target, "target column")
+    labels = frame[target]
+    missing = labels.isna()
+    if missing.all():
+        raise DataError(f"target column {target!r} is empty", "choose a column that holds the labels")
+    frame, labels = frame.loc[~missing], labels[~missing]
+    counts = labels.value_counts()
+    if len(counts) < 2:
+        raise DataError(
+            f"target column {target!r} has a single class ({counts.index[0]!r}); there is nothing to learn",
+            "check the target column, or add rows of the other class",
+        )
+    if positive_label is None:
+        if len(counts) > 2:
+            raise DataError(
+                f"target column {target!r} has {len(counts)} classes: {_show(counts.index)}",
+                "poise learns one class against the rest: state which with --positive LABEL",
+            )
+        # rarer class; on a tie the larger label (1 over 0, 'yes' over 'no')
+        positive = sorted(counts.index, key=lambda v: (counts[v], str(v)))[0] if counts.iloc[0] != counts.iloc[1] \
+            else sorted(counts.index, key=str)[-1]
+    else:
+        positive = _match_label(counts.index, positive_label, target)
+    y = (labels == positive).to_numpy(dtype=np.int8)
+    negatives = [v for v in counts.index if v != positive]
+    negative: Label = _python(negatives[0]) if len(negatives) == 1 else "rest"
+    return LabelledTable(
+        features=frame.drop(columns=[target]),
+        y=y,
+        positive_label=_python(positive),
+        negative_label=negative,
+        n_missing_target=int(missing.sum()),
+    )
+
+
+def _match_label(values: pd.Index, wanted: Label, target: str) -> object:
+    for value in values:
+        if value == wanted or str(value).strip().lower() == str(wanted).strip().lower():
+            return value
+    for value in values:  # "1" vs 1.0
+        try:
+            if float(value) == float(wanted):
+                return value
+        except (TypeError, ValueError):
+            continue
+    raise DataError(
+        f"positive label {wanted!r} does not occur in {target!r}; its values are {_show(values)}",
+        "pass one of those values as the positive label",
+    )
+
+
+def _show(values: pd.Index, limit: int = 8) -> str:
+    shown = ", ".join(repr(_python(v)) for v in list(values)[:limit])
+    return shown + (f" … ({len(values)} in all)" if len(values) > limit else "")
+
+
+def _python(value: object) -> Label:
+    return value.item() if isinstance(value, np.generic) else value  # type: ignore[return-value]
+
+
+def split_holdout(table: LabelledTable, fraction: float, seed: int) -> tuple[LabelledTable, LabelledTable]:
+    """Stratified train/holdout split, made before anything looks at the labels."""
+    from sklearn.model_selection import train_test_split
+
+    n_pos = int(table.y.sum())
+    if min(n_pos, len(table.y) - n_pos) < 2:
+        raise DataError(
+            f"the positive class has {n_pos} row(s) and the negative {len(table.y) - n_pos}; "
+            "a holdout needs at least 2 of each",
+            "add rows of the rare class",
+        )
+    idx_train, idx_hold = train_test_split(
+        np.arange(len(table.y)), test_size=fraction, stratify=table.y, random_state=seed
+    )
+
+    def part(idx: np.ndarray) -> LabelledTable:
+        return LabelledTable(
+            table.features.iloc[idx].reset_index(drop=True), table.y[idx], table.positive_label, table.negative_label
+        )
+
+    return part(idx_train), part(idx_hold)
+
+
+# ---------------------------------------------------------------------------- profiling
+def profile_table(table: LabelledTable, *, source: str, target: str, data_fingerprint: str) -> DataProfile:
+    """Types, missingness, cardinality, identifiers, leaks, time columns and the class balance."""
+    frame, y = table.features, table.y
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    columns = [_profile_column(frame[name], y) for name in frame.columns]
+    return DataProfile(
+        source=source,
+        n_rows=len(frame),
+        n_columns=frame.shape[1],
+        target=target,
+        positive_label=table.positive_label,
+        negative_label=table.negative_label,
+        class_counts={str(table.positive_label): n_pos, str(table.negative_label): n_neg},
+        minority_share=min(n_pos, n_neg) / max(len(y), 1),
+        imbalance_ratio=max(n_pos, n_neg) / max(min(n_pos, n_neg), 1),
+        n_duplicate_rows=int(frame.duplicated().sum()),
+        n_missing_target=table.n_missing_target,
+        fingerprint=data_fingerprint,
+        columns=columns,
+    )
+
+
+def column_kind(series: pd.Series) -> str:
+    """numeric, boolean, datetime, categorical or text (free, high-cardinality strings)."""
+    if pd.api.types.is_bool_dtype(series):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    if pd.api.types.is_numeric_dtype(series):
+        return "numeric"
+    values = series.dropna()
+    if len(values) and _looks_like_dates(values):
+        return "datetime"
+    n_unique = values.nunique()
+    if n_unique <= max(50, int(0.05 * len(values))):
+        return "categorical"
+    return "text"
+
+
+def _looks_like_dates(values: pd.Series) -> bool:
+    sample = values.astype(str).head(200)
+    if not sample.str.contains(r"\d[-/:.]\d", regex=True).mean() > 0.9:
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() > 0.95)
+
+
+def _profile_column(series: pd.Series, y: np.ndarray) -> ColumnProfile:
+    n = len(series)
+    n_missing = int(series.isna().sum())
+    n_unique = int(series.nunique(dropna=True))
+    kind = column_kind(series)
+    unique_share = n_unique / max(n - n_missing, 1)
+    separation = _separation(series, kind, y) if n_unique > 1 else None
+    leak = (
+        f"on its own it separates the classes almost perfectly (ROC-AUC {separation:.3f}); "
+        "a column like this usually records the outcome itself"
+        if separation is not None and separation >= LEAK_SEPARATION
+        else None
+    )
+    return ColumnProfile(
+        name=str(series.name),
+        dtype=str(series.dtype),
+        kind=kind,
+        n_missing=n_missing,
+        missing_share=n_missing / max(n, 1),
+        n_unique=n_unique,
+        unique_share=min(unique_share, 1.0),
+        is_constant=n_unique <= 1,
+        identifier_reason=_identifier_reason(series, kind, unique_share),
+        separation=separation,
+        leak_reason=leak,
+        examples=[str(v)[:60] for v in series.dropna().unique()[:5]],
+    )
+
+
+def _identifier_reason(series: pd.Series, kind: str, unique_share: float) -> str | None:
+    name = str(series.name)
+    if kind == "text" and unique_share >= 0.95:
+        return f"{unique_share:.0%} of its values are distinct strings, like a code or a name"
+    if not pd.api.types.is_integer_dtype(series) and kind != "text":
+        return None
+    if _ID_NAME.search(name) and unique_share >= 0.95:
+        return f"its name reads like an identifier and {unique_share:.0%} of its values are distinct"
+    values = series.dropna()
+    if pd.api.types.is_integer_dtype(series) and unique_share == 1.0 and len(values) > 20:
+        steps = np.diff(np.sort(values.to_numpy()))
+        if steps.size and np.all(steps == 1):
+            return "its values are consecutive integers, one per row, like a row number"
+    return None
+
+
+def _separation(series: pd.Series, kind: str, y: np.ndarray) -> float | None:
+    """Univariate ROC-AUC of the column (folded to >= 0.5); categories are target-encoded out of fold."""
+    from sklearn.metrics import roc_auc_score
+
+    if kind == "numeric" or kind == "boolean":
+        values = pd.to_numeric(series, errors="coerce").astype(float)
+        score = values.fillna(values.median() if values.notna().any() else 0.0).to_numpy()
+    elif kind == "categorical":
+        score = _out_of_fold_target_rate(series.astype("string").fillna("<missing>"), y)
+    else:
+        return None
+    if np.all(score == score[0]):
+        return 0.5
+    auc = float(roc_auc_score(y, score))
+    return max(auc, 1.0 - auc)
+
+
+def _out_of_fold_target_rate(series: pd.Series, y: np.ndarray, folds: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    fold_of = rng.integers(0, folds, size=len(series))
+    prior = float(y.mean())
+    out = np.empty(len(series))
+    for fold in range(folds):
+        fit = fold_of != fold
+        rates = pd.Series(y[fit]).groupby(series[fit].to_numpy()).agg(["sum", "count"])
+        smoothed = (rates["sum"] + prior * 10) / (rates["count"] + 10)
+        out[~fit] = series[~fit].map(smoothed).fillna(prior).to_numpy(dtype=float)
+    return out

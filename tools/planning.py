@@ -1,0 +1,108 @@
+"""A data-driven plan from a profile, and the deployment gates a candidate must pass.
+
+``default_plan`` is the plan poise makes without any language model: every decision
+comes from the profile and carries a reason a person can check. The agents start from
+it (and their guardrails fall back to it).
+"""
+
+from __future__ import annotations
+
+from poise.contracts import DataProfile, DataStep, GateReport, Gates, Plan, SearchSpace, TaskSpec
+from poise.tools.models import MODELS
+from poise.tools.strategies import STRATEGIES
+
+
+def data_steps(profile: DataProfile) -> list[DataStep]:
+    """Drop identifiers, leaks and constants; expand date/time columns. Each with its reason."""
+    steps = []
+    for col in profile.columns:
+        if col.is_leak:
+            steps.append(DataStep(action="drop", column=col.name, reason=f"likely label leak: {col.leak_reason}"))
+        elif col.is_identifier:
+            steps.append(DataStep(action="drop", column=col.name, reason=f"identifier: {col.identifier_reason}"))
+        elif col.is_constant:
+            steps.append(DataStep(action="drop", column=col.name, reason="constant: one value in every row"))
+        elif col.kind == "datetime":
+            steps.append(
+                DataStep(action="datetime_features", column=col.name,
+                         reason="date/time: expanded into hour, day of week, day of month and month")
+            )
+    return steps
+
+
+def cv_folds(profile: DataProfile) -> int:
+    """Five folds, fewer when the minority is small (each fold needs minority rows to score)."""
+    return max(2, min(5, profile.n_minority // 10))
+
+
+def default_gates(task: TaskSpec, profile: DataProfile) -> Gates:
+    """Better than guessing on average precision; meet the task's own constraint if it has one."""
+    floors = {"average_precision": round(min(0.99, 2 * profile.minority_share), 4)}
+    if task.metric in ("recall_at_precision", "precision_at_recall"):
+        floors[task.metric] = 0.01
+    return Gates(min_holdout=floors, must_beat_champion=True)
+
+
+def default_plan(task: TaskSpec, profile: DataProfile) -> Plan:
+    """Search every strategy and model that suits this data, within the task's budget."""
+    folds = cv_folds(profile)
+    rationale = [
+        f"minority class is {profile.minority_share:.1%} of {profile.n_rows} training rows "
+        f"(imbalance {profile.imbalance_ratio:.1f}:1); '{task.metric}' is the metric to maximise",
+        f"{folds}-fold stratified cross-validation on the training part; thresholds tuned on out-of-fold predictions",
+        "'none' (tuned threshold only) and 'class_weight' always stand beside the samplers: "
+        "oversampling helps only some models, and not monotonically",
+    ]
+    fit_minority = profile.n_minority - -(-profile.n_minority // folds)  # rows a training fold keeps
+    strategies = []
+    for name, spec in STRATEGIES.items():
+        if spec.kind == "sampler" and fit_minority < max(spec.min_minority, 6) and name not in ("random_over",):
+            rationale.append(f"skip {name}: {fit_minority} minority rows per fold are too few for its neighbours")
+            continue
+        if spec.needs_categorical and not any(c.kind in ("categorical", "boolean") for c in profile.columns):
+            rationale.append(f"skip {name}: no categorical columns")
+            continue
+        strategies.append(name)
+    steps = data_steps(profile)
+    rationale += [f"{s.action} {s.column!r}: {s.reason}" for s in steps]
+    return Plan(
+        data_steps=steps,
+        search=SearchSpace(strategies=strategies, models=list(MODELS)),
+        cv_folds=folds,
+        budget_seconds=task.budget_seconds,
+        gates=default_gates(task, profile),
+        rationale=rationale,
+    )
+
+
+def check_gates(
+    gates: Gates,
+    metric: str,
+    candidate: dict[str, float],
+    champion: dict[str, float] | None = None,
+    champion_version: str | None = None,
+) -> GateReport:
+    """Candidate (and champion) holdout metrics against the plan's gates."""
+    reasons, passed = [], True
+    for name, floor in gates.min_holdout.items():
+        value = candidate.get(name, float("nan"))
+        ok = value >= floor
+        passed &= ok
+        reasons.append(f"{name} {value:.4f} {'≥' if ok else '<'} floor {floor:.4f}")
+    if gates.must_beat_champion and champion is not None:
+        ok = candidate[metric] >= champion[metric]
+        passed &= ok
+        reasons.append(
+            f"{metric} {candidate[metric]:.4f} {'≥' if ok else '<'} champion v{champion_version} "
+            f"{champion[metric]:.4f} on the same holdout"
+        )
+    elif gates.must_beat_champion:
+        reasons.append("no champion yet")
+    return GateReport(
+        passed=bool(passed),
+        reasons=reasons,
+        metric=metric,
+        candidate_score=candidate[metric],
+        champion_version=champion_version,
+        champion_score=None if champion is None else champion[metric],
+    )
