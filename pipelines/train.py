@@ -113,6 +113,7 @@ def train(
             threshold=result.threshold, numeric=columns.numeric, categorical=columns.categorical,
             datetime=columns.datetime, ignored=[c for c in frame.columns if c not in columns.all and c != target],
             strategy=result.strategy, estimator=result.estimator, metric=task.metric,
+            members=[m.label for m in result.members],
         )
         candidate = Candidate(
             model_name=model_name, run_id=run.run_id, strategy=result.strategy, estimator=result.estimator,

@@ -176,6 +176,10 @@ class Plan(_Contract):
     holdout_fraction: float = Field(default=0.2, ge=0.05, le=0.5)
     budget_seconds: float = Field(default=120.0, gt=0.0, le=MAX_BUDGET_SECONDS)
     max_trials: int | None = Field(default=None, ge=1, le=100_000)
+    ensemble_size: int = Field(
+        default=5, ge=1, le=10,
+        description="Most distinct candidates blended into the final model; 1 keeps the single best.",
+    )
     gates: Gates = Field(default_factory=Gates)
     rationale: list[str] = Field(default_factory=list, description="Why the plan looks like this, one line each.")
 

@@ -44,6 +44,7 @@ class ModelCard(BaseModel):
     ignored: list[str] = Field(default_factory=list, description="Columns the model knows and does not use.")
     strategy: str = ""
     estimator: str = ""
+    members: list[str] = Field(default_factory=list, description="strategy/estimator of each blended member.")
     metric: str = ""
 
     @property

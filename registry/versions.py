@@ -29,8 +29,9 @@ _REF = re.compile(r"^(?P<name>[^@:]+?)(?:@(?P<alias>[\w-]+)|:(?P<version>\d+))?$
 _RUNTIME = ("scikit-learn", "imbalanced-learn", "pandas", "numpy", "joblib", "mlflow", "pydantic")
 
 
-def model_requirements(estimator: str) -> list[str]:
-    names = [*_RUNTIME, "torch"] if estimator == "mlp" else list(_RUNTIME)
+def model_requirements(card: ModelCard) -> list[str]:
+    uses_torch = any(label.endswith("/mlp") for label in card.members) or card.estimator == "mlp"
+    names = [*_RUNTIME, "torch"] if uses_torch else list(_RUNTIME)
     return [f"{name}=={metadata.version(name)}" for name in names]
 
 
@@ -60,7 +61,7 @@ def register_model(
             artifacts=save_artifacts(pipeline, card, Path(tmp)),
             signature=signature,
             input_example=example,
-            pip_requirements=model_requirements(card.estimator),
+            pip_requirements=model_requirements(card),
         )
     client = mlflow.MlflowClient()
     try:

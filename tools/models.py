@@ -79,10 +79,9 @@ def _hgb_build(params: Params, class_weight: ClassWeight, seed: int) -> Any:
         max_leaf_nodes=p.get("max_leaf_nodes", 31),
         min_samples_leaf=p.get("min_samples_leaf", 20),
         l2_regularization=p.get("l2_regularization", 0.0),
-        max_iter=500,
-        early_stopping=True,
-        validation_fraction=0.1,
-        n_iter_no_change=20,
+        # the number of rounds is searched: early stopping on a 10 % split of a rare class is noisy
+        max_iter=p.get("max_iter", 100),
+        early_stopping=False,
         class_weight=class_weight,
         random_state=seed,
     )
@@ -91,6 +90,7 @@ def _hgb_build(params: Params, class_weight: ClassWeight, seed: int) -> Any:
 def _hgb_space(trial: Any) -> Params:
     return {
         "hgb__learning_rate": trial.suggest_float("hgb__learning_rate", 0.01, 0.3, log=True),
+        "hgb__max_iter": trial.suggest_int("hgb__max_iter", 50, 500, log=True),
         "hgb__max_leaf_nodes": trial.suggest_int("hgb__max_leaf_nodes", 8, 128, log=True),
         "hgb__min_samples_leaf": trial.suggest_int("hgb__min_samples_leaf", 5, 100, log=True),
         "hgb__l2_regularization": trial.suggest_float("hgb__l2_regularization", 1e-6, 10.0, log=True),

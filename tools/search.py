@@ -20,7 +20,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,19 +34,19 @@ from poise.tools.preprocess import FeatureColumns
 from poise.tools.strategies import STRATEGIES, StrategyContext
 
 #: Strong, cheap starting points, tried first in this order when the plan allows them.
+_HGB = {"hgb__learning_rate": 0.1, "hgb__max_iter": 100, "hgb__max_leaf_nodes": 31, "hgb__min_samples_leaf": 20,
+        "hgb__l2_regularization": 1e-6}
 DEFAULT_TRIALS: tuple[dict[str, Any], ...] = (
-    {"strategy": "none", "model": "hist_gradient_boosting", "hgb__learning_rate": 0.1, "hgb__max_leaf_nodes": 31,
-     "hgb__min_samples_leaf": 20, "hgb__l2_regularization": 1e-6},
+    {"strategy": "none", "model": "hist_gradient_boosting", **_HGB},
     {"strategy": "class_weight", "model": "logistic_regression", "cw__power": 1.0, "lr__C": 1.0},
+    {"strategy": "class_weight", "model": "hist_gradient_boosting", "cw__power": 0.5, **_HGB},
+    {"strategy": "none", "model": "hist_gradient_boosting", **_HGB, "hgb__learning_rate": 0.05,
+     "hgb__max_iter": 300, "hgb__max_leaf_nodes": 15},
     {"strategy": "balanced_random_forest", "brf__n_estimators": 300, "brf__min_samples_leaf": 1,
-     "brf__max_features": 0.5},
-    {"strategy": "class_weight", "model": "random_forest", "cw__power": 0.5, "rf__n_estimators": 300,
-     "rf__min_samples_leaf": 2, "rf__max_features": 0.5},
-    {"strategy": "class_weight", "model": "hist_gradient_boosting", "cw__power": 0.5, "hgb__learning_rate": 0.05,
-     "hgb__max_leaf_nodes": 31, "hgb__min_samples_leaf": 20, "hgb__l2_regularization": 1e-6},
-    {"strategy": "qc_smote", "model": "hist_gradient_boosting", "qcsmote__k": 5,
-     "hgb__learning_rate": 0.1, "hgb__max_leaf_nodes": 31, "hgb__min_samples_leaf": 20,
-     "hgb__l2_regularization": 1e-6},
+     "brf__max_features": 0.3},
+    {"strategy": "class_weight", "model": "extra_trees", "cw__power": 0.5, "et__n_estimators": 300,
+     "et__min_samples_leaf": 2, "et__max_features": 0.5},
+    {"strategy": "qc_smote", "model": "hist_gradient_boosting", "qcsmote__k": 5, **_HGB},
     {"strategy": "none", "model": "mlp", "mlp__hidden": "128-64", "mlp__dropout": 0.1, "mlp__learning_rate": 1e-3,
      "mlp__weight_decay": 1e-4, "mlp__batch_size": 256, "mlp__loss": "class_balanced"},
 )
@@ -70,11 +70,28 @@ class TrialRecord:
 
 
 @dataclass
-class SearchResult:
-    pipeline: Any  # fitted, sampler-free: preprocessing + model
+class Member:
+    """One cross-validated candidate of the search, and its weight in the final model."""
+
+    trial: int
     strategy: str
+    model: str | None  # the model the trial chose (None when the strategy fixes it)
     estimator: str
     params: dict[str, Any]
+    score: float
+    fit_seconds: float
+    oof: np.ndarray = field(repr=False)
+    weight: float = 1.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy}/{self.estimator}"
+
+
+@dataclass
+class SearchResult:
+    pipeline: Any  # fitted, sampler-free: preprocessing + model (or a blend of several)
+    members: list[Member]
     threshold: float
     cv_score: float
     cv_metrics: dict[str, float]
@@ -87,6 +104,21 @@ class SearchResult:
     @property
     def n_trials(self) -> int:
         return len(self.trials)
+
+    @property
+    def strategy(self) -> str:
+        return self.members[0].strategy if len(self.members) == 1 else "ensemble"
+
+    @property
+    def estimator(self) -> str:
+        return self.members[0].estimator if len(self.members) == 1 else "blend"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        if len(self.members) == 1:
+            return dict(self.members[0].params)
+        return {f"member_{i}": f"{m.label} weight {m.weight:.2f} (trial {m.trial})"
+                for i, m in enumerate(self.members, 1)}
 
 
 class _BudgetExceeded(Exception):
@@ -131,9 +163,11 @@ class _Search:
         self.start = time.monotonic()
         self.deadline = self.start + plan.budget_seconds
         self.records: list[TrialRecord] = []
-        self.best_value = -math.inf
-        self.best_oof: np.ndarray | None = None
-        self.best_fit_seconds = 0.0
+        self.best: list[Member] = []  # the top candidates so far, best first
+
+    @property
+    def best_value(self) -> float:
+        return self.best[0].score if self.best else -math.inf
 
     # ------------------------------------------------------------------ the space
     def _allowed(self) -> tuple[list[str], list[str], dict[str, str]]:
@@ -174,8 +208,9 @@ class _Search:
 
     # ------------------------------------------------------------------ the clock
     def _refit_reserve(self) -> float:
-        """Seconds the current best will need to refit on all rows (a fold fit, scaled up)."""
-        return 1.25 * self.best_fit_seconds * self.n_folds / max(self.n_folds - 1, 1)
+        """Seconds the final model will need to refit on all rows: the likely members' fold fits, scaled up."""
+        likely = self.best[: min(3, self.plan.ensemble_size)]
+        return 1.25 * sum(m.fit_seconds for m in likely) * self.n_folds / max(self.n_folds - 1, 1)
 
     def _search_deadline(self) -> float:
         return self.deadline - self._refit_reserve()
@@ -191,7 +226,7 @@ class _Search:
         pipeline = build_pipeline(strategy, family, params, self.ctx)
         oof = np.full(len(self.y), np.nan)
         fold_scores, fit_seconds = [], []
-        first_ever = self.best_oof is None
+        first_ever = not self.best
         for step, (train, valid) in enumerate(self.folds):
             if step and not first_ever and time.monotonic() + np.mean(fit_seconds) > self._search_deadline():
                 raise _BudgetExceeded()
@@ -229,8 +264,8 @@ class _Search:
         try:
             oof, fold_scores, fit_seconds = self._cross_validate(trial, strategy, family, params)
             value, state = self._value(self.y, oof), "complete"
-            if value > self.best_value:
-                self.best_value, self.best_oof, self.best_fit_seconds = value, oof, fit_seconds
+            self._keep(Member(trial.number, strategy, trial.params.get("model"), family, params, value,
+                              fit_seconds, oof))
             return value
         except optuna.TrialPruned:
             state, note = "pruned", "pruned: worse than the median trial at the same fold"
@@ -254,8 +289,12 @@ class _Search:
             if self.on_trial is not None:
                 self.on_trial(self.records[-1])
 
+    def _keep(self, member: Member, top: int = 20) -> None:
+        """Remember the best candidates (and their out-of-fold predictions) for the final model."""
+        self.best = sorted([*self.best, member], key=lambda m: (-m.score, m.trial))[:top]
+
     def _stop_when_out_of_time(self, study: Any, trial: Any) -> None:
-        if self.best_oof is not None and self._remaining() <= 0:
+        if self.best and self._remaining() <= 0:
             study.stop()
         if self.plan.max_trials is not None and len(self.records) >= self.plan.max_trials:
             study.stop()
@@ -285,32 +324,57 @@ class _Search:
             catch=(Exception,),
             callbacks=[self._stop_when_out_of_time],
         )
-        if self.best_oof is None:
+        if not self.best:
             failures = "; ".join(f"{r.strategy}/{r.estimator}: {r.note}" for r in self.records[:3])
             raise RuntimeError(f"no candidate could be trained on this data ({failures})")
-        return self._refit_best(study)
+        return self._refit(self._final_members())
 
-    def _refit_best(self, study: Any) -> SearchResult:
+    def _final_members(self) -> list[Member]:
+        """The single best candidate, or a blend of several when that scores better out of fold."""
+        from poise.tools import ensemble
+
+        single = [replace(self.best[0], weight=1.0)]
+        if self.plan.ensemble_size < 2 or len(self.best) < 2:
+            return single
+        weights, blended = ensemble.select({i: m.oof for i, m in enumerate(self.best)}, self.y, self.task.metric,
+                                           self.params, max_members=self.plan.ensemble_size)
+        if len(weights) < 2 or blended <= self.best_value:
+            return single
+        members = [replace(self.best[i], weight=w) for i, w in sorted(weights.items(), key=lambda kv: -kv[1])]
+        # keep only the members whose refit still fits in the budget (heaviest weight first)
+        room = self.deadline - time.monotonic()
+        kept = []
+        for member in members:
+            cost = 1.25 * member.fit_seconds * self.n_folds / max(self.n_folds - 1, 1)
+            if kept and cost > room:
+                continue
+            kept.append(member)
+            room -= cost
+        total = sum(m.weight for m in kept)
+        return [replace(m, weight=m.weight / total) for m in kept]
+
+    def _refit(self, members: list[Member]) -> SearchResult:
+        from poise.tools.ensemble import BlendClassifier
+
         search_seconds = time.monotonic() - self.start
-        best = study.best_trial
-        strategy = best.params["strategy"]
-        family = best.user_attrs["estimator"]
-        params = {k: v for k, v in best.params.items() if k not in ("strategy", "model")}
         tick = time.monotonic()
-        pipeline = build_pipeline(strategy, best.params.get("model"), params, self.ctx)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pipeline.fit(self.X, self.y)
-        threshold, _ = metrics.best_threshold(self.task.metric, self.y, self.best_oof, self.params)
+        fitted = []
+        for member in members:
+            pipeline = build_pipeline(member.strategy, member.model, member.params, self.ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pipeline.fit(self.X, self.y)
+            fitted.append(inference_pipeline(pipeline))
+        oof = sum(m.weight * m.oof for m in members)
+        final = fitted[0] if len(fitted) == 1 else BlendClassifier(fitted, [m.weight for m in members])
+        threshold, cv_score = metrics.best_threshold(self.task.metric, self.y, oof, self.params)
         return SearchResult(
-            pipeline=inference_pipeline(pipeline),
-            strategy=strategy,
-            estimator=family,
-            params=params,
+            pipeline=final,
+            members=members,
             threshold=threshold,
-            cv_score=float(best.value),
-            cv_metrics=metrics.all_metrics(self.y, self.best_oof, threshold, self.params),
-            oof_proba=self.best_oof,
+            cv_score=cv_score,
+            cv_metrics=metrics.all_metrics(self.y, oof, threshold, self.params),
+            oof_proba=oof,
             trials=self.records,
             skipped=self.skipped,
             search_seconds=search_seconds,
