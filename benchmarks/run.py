@@ -112,7 +112,7 @@ def poise_system(X_train, y_train, X_test, seed, budget):
     table = data.LabelledTable(X_train.reset_index(drop=True), y_train, 1, 0)
     profile = data.profile_table(table, source="benchmark", target="target", data_fingerprint="-")
     task = TaskSpec(data="benchmark", target="target", metric="average_precision", budget_seconds=budget, seed=seed)
-    plan = planning.default_plan(task, profile)
+    plan = planning.plan_with_data(task, profile, table.features, y_train)
     result = search(table.features, y_train, task, plan, FeatureColumns.from_plan(profile, plan))
     proba = result.pipeline.predict_proba(X_test)[:, 1]
     return proba, (proba >= result.threshold).astype(int)

@@ -66,7 +66,9 @@ def train(
     target = data.resolve_column(frame, task.target, "target column")
     profile = data.profile_table(train_part, source=task.data, target=target,
                                  data_fingerprint=data.fingerprint(frame))
-    plan = plan or planning.default_plan(task, profile)
+    if plan is None:
+        stage("planning")
+        plan = planning.plan_with_data(task, profile, train_part.features, train_part.y)
 
     from poise.registry import tracking, versions
     from poise.registry.model import ModelCard

@@ -76,6 +76,21 @@ class TaskSpec(_Contract):
         return params
 
 
+class TaskDraft(_Contract):
+    """What a Brain understood from the user's words. Every field may be missing; the guardrails
+    check it against the data and turn it into a TaskSpec."""
+
+    data: str | None = Field(default=None, max_length=4096, description="Path of the table, as written.")
+    target: str | None = Field(default=None, max_length=512, description="Column to predict, as written.")
+    positive_label: Label | None = Field(default=None, description="The class to catch, if stated.")
+    metric: Metric | None = None
+    min_precision: float | None = Field(default=None, gt=0.0, le=1.0)
+    min_recall: float | None = Field(default=None, gt=0.0, le=1.0)
+    beta: float | None = Field(default=None, gt=0.0, le=100.0)
+    budget_seconds: float | None = Field(default=None, gt=0.0, le=MAX_BUDGET_SECONDS)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+
 ColumnKind = Literal["numeric", "categorical", "boolean", "datetime", "text"]
 
 
@@ -133,15 +148,30 @@ class DataProfile(_Contract):
         raise KeyError(name)
 
 
-DataAction = Literal["drop", "datetime_features"]
+DataAction = Literal["drop", "datetime_features", "derive"]
+DeriveOp = Literal["product", "ratio", "difference"]
 
 
 class DataStep(_Contract):
-    """One cleaning step, with the reason a person can check."""
+    """One data step, with the reason a person can check.
+
+    ``drop`` removes ``column``; ``datetime_features`` expands it into calendar parts;
+    ``derive`` adds a new numeric ``column`` = ``op`` of the two ``inputs`` (a × b, a / b or a − b).
+    """
 
     action: DataAction
-    column: str
+    column: str = Field(min_length=1, max_length=512)
     reason: str = Field(max_length=1000)
+    op: DeriveOp | None = None
+    inputs: list[str] = Field(default_factory=list, max_length=2)
+
+    @model_validator(mode="after")
+    def _derive_has_op_and_inputs(self) -> DataStep:
+        if self.action == "derive" and (self.op is None or len(self.inputs) != 2):
+            raise ValueError("a 'derive' step needs an op (product, ratio, difference) and two inputs")
+        if self.action != "derive" and (self.op is not None or self.inputs):
+            raise ValueError(f"a '{self.action}' step takes no op or inputs")
+        return self
 
 
 class SearchSpace(_Contract):
@@ -190,6 +220,10 @@ class Plan(_Contract):
     @property
     def datetime_columns(self) -> list[str]:
         return [step.column for step in self.data_steps if step.action == "datetime_features"]
+
+    @property
+    def derived(self) -> list[DataStep]:
+        return [step for step in self.data_steps if step.action == "derive"]
 
 
 class Candidate(_Contract):

@@ -34,10 +34,13 @@ def test_search_returns_a_refit_sampler_free_winner(table):
                     ["logistic_regression", "hist_gradient_boosting"], max_trials=6), COLUMNS)
     assert result.n_trials == 6
     assert {r.state for r in result.trials} <= {"complete", "pruned", "failed"}
-    assert result.strategy in {"none", "smote", "class_weight"}
+    assert {m.strategy for m in result.members} <= {"none", "smote", "class_weight"}
+    assert sum(m.weight for m in result.members) == pytest.approx(1.0)
+    assert result.strategy in {"none", "smote", "class_weight", "ensemble"}
     assert 0.0 <= result.threshold <= 1.0
     assert result.cv_metrics["average_precision"] == pytest.approx(result.cv_score)
-    assert not any(hasattr(step, "fit_resample") for _, step in result.pipeline.steps)
+    served = getattr(result.pipeline, "members", [result.pipeline])
+    assert not any(hasattr(step, "fit_resample") for pipeline in served for _, step in pipeline.steps)
     assert result.pipeline.predict_proba(table.features).shape == (len(table.y), 2)
     assert result.oof_proba.shape == table.y.shape and np.isfinite(result.oof_proba).all()
 

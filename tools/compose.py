@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from poise.tools.models import MODELS, Params
-from poise.tools.preprocess import build_preprocessor, post_sampler_encoder
+from poise.tools.preprocess import DerivedFeatures, build_preprocessor, post_sampler_encoder
 from poise.tools.strategies import STRATEGIES, StrategyContext, class_weight
 
 
@@ -29,7 +29,10 @@ def build_pipeline(strategy: str, model: str | None, params: Params, ctx: Strate
 
     spec = STRATEGIES[strategy]
     ordinal = spec.needs_categorical
-    steps: list[tuple[str, Any]] = [("prep", build_preprocessor(ctx.columns, ordinal_categories=ordinal))]
+    steps: list[tuple[str, Any]] = []
+    if ctx.columns.derived:
+        steps.append(("derive", DerivedFeatures(tuple(ctx.columns.derived))))
+    steps.append(("prep", build_preprocessor(ctx.columns, ordinal_categories=ordinal)))
     if spec.sampler is not None:
         steps.append(("sampler", spec.sampler(params, ctx)))
     if ordinal:

@@ -7,6 +7,9 @@ it (and their guardrails fall back to it).
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 from poise.contracts import DataProfile, DataStep, GateReport, Gates, Plan, SearchSpace, TaskSpec
 from poise.tools.models import MODELS
 from poise.tools.strategies import STRATEGIES
@@ -75,6 +78,48 @@ def default_plan(task: TaskSpec, profile: DataProfile) -> Plan:
         gates=default_gates(task, profile),
         rationale=rationale,
     )
+
+
+def with_derived_features(
+    plan: Plan, profile: DataProfile, X: pd.DataFrame, y: np.ndarray, seed: int = 0, max_seconds: float | None = None
+) -> Plan:
+    """Add the derived features that cross-validation on the training part shows to help."""
+    from poise.tools import features
+
+    proposals = features.propose_derived(profile)
+    if not proposals:
+        return plan
+    dropped = set(plan.dropped_columns)
+    base = [c.name for c in profile.columns if c.kind == "numeric" and c.name not in dropped]
+    kept = features.keep_helpful(X, y, proposals, base, seed=seed, max_seconds=max_seconds)
+    steps = [s.model_copy(update={"reason": f"{s.reason} (+{gain:.3f} average precision in CV)"}) for s, gain in kept]
+    rejected = [p.column for p in proposals if p.column not in {s.column for s in steps}]
+    rationale = [f"derive {s.column!r}: {s.reason}" for s in steps]
+    if rejected:
+        rationale.append(f"proposed but not kept (no clear gain in CV): {', '.join(rejected)}")
+    return plan.model_copy(update={"data_steps": [*plan.data_steps, *steps],
+                                   "rationale": [*plan.rationale, *rationale]})
+
+
+def plan_with_data(task: TaskSpec, profile: DataProfile, X: pd.DataFrame, y: np.ndarray,
+                   feature_share: float = 0.25) -> Plan:
+    """The data-driven plan plus helpful derived features, judged within a share of the task's budget.
+
+    The time spent judging features comes out of the search's budget, so the whole run
+    still fits in the time the user gave.
+    """
+    import time
+
+    started = time.monotonic()
+    plan = with_derived_features(default_plan(task, profile), profile, X, y, task.seed,
+                                 max_seconds=feature_share * task.budget_seconds)
+    spent = time.monotonic() - started
+    remaining = max(task.budget_seconds - spent, (1 - feature_share) * task.budget_seconds)
+    return plan.model_copy(update={
+        "budget_seconds": round(remaining, 1),
+        "rationale": [*plan.rationale, f"{spent:.0f} s of the {task.budget_seconds:.0f} s budget went to judging "
+                                       f"derived features; the search has {remaining:.0f} s"],
+    })
 
 
 def check_gates(

