@@ -257,3 +257,46 @@ class GateReport(_Contract):
     candidate_score: float
     champion_version: str | None = None
     champion_score: float | None = None
+
+
+class ColumnDrop(_Contract):
+    column: str = Field(max_length=512)
+    reason: str = Field(max_length=300)
+
+
+class DerivedFeature(_Contract):
+    op: DeriveOp
+    a: str = Field(max_length=512, description="First input column.")
+    b: str = Field(max_length=512, description="Second input column.")
+    reason: str = Field(max_length=300)
+
+
+class PlanDraft(_Contract):
+    """What a Brain proposes as the plan. Bounded everywhere: it is what an LLM fills in, and the
+    guardrails check every entry against the data and the registries before it becomes a Plan."""
+
+    drop: list[ColumnDrop] = Field(default_factory=list, max_length=50)
+    derive: list[DerivedFeature] = Field(default_factory=list, max_length=8)
+    strategies: list[str] = Field(default_factory=list, max_length=20, description="Imbalance strategy names.")
+    models: list[str] = Field(default_factory=list, max_length=10, description="Model family names.")
+    cv_folds: int | None = Field(default=None, ge=2, le=10)
+    rationale: list[str] = Field(default_factory=list, max_length=12)
+
+
+Mind = str  # "rules", or "llm:<model name>"
+
+
+class AuditEvent(_Contract):
+    """One decision: who (which mind, which person) decided what, why, and on which evidence."""
+
+    run_id: str
+    step: str
+    mind: Mind
+    summary: str = Field(max_length=2000, description="What was decided, in a sentence.")
+    inputs: dict = Field(default_factory=dict, description="The evidence, summarised.")
+    output: dict = Field(default_factory=dict)
+    repairs: list[str] = Field(default_factory=list, description="Fields a guardrail changed, and why.")
+    latency_seconds: float | None = None
+    tokens: int | None = None
+    approver: str | None = None
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))

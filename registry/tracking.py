@@ -66,11 +66,7 @@ class SearchRun:
 
     def log_json(self, name: str, payload: BaseModel | Mapping[str, Any] | list[Any]) -> None:
         """Store a contract (or any JSON-able value) as an artifact of the run."""
-        body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
-            path.write_text(json.dumps(body, indent=2, default=str))
-            self.client.log_artifact(self.run_id, str(path))
+        log_json(self.run_id, name, payload)
 
     def log_trial(self, number: int, params: Mapping[str, Any], metrics: Mapping[str, float],
                   tags: Mapping[str, Any]) -> str:
@@ -91,6 +87,22 @@ class SearchRun:
         )
         self.client.set_terminated(run.info.run_id, "FINISHED")
         return run.info.run_id
+
+
+def log_json(run_id: str, name: str, payload: BaseModel | Mapping[str, Any] | list[Any]) -> None:
+    """Store a contract (or any JSON-able value, or a list of contracts) as an artifact of a run."""
+    import mlflow
+
+    if isinstance(payload, BaseModel):
+        body: Any = payload.model_dump(mode="json")
+    elif isinstance(payload, list):
+        body = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in payload]
+    else:
+        body = payload
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(body, indent=2, default=str))
+        mlflow.MlflowClient().log_artifact(run_id, str(path))
 
 
 @contextmanager

@@ -94,11 +94,11 @@ def propose_derived(profile: DataProfile) -> list[DataStep]:
 
 def keep_helpful(
     X: pd.DataFrame, y: np.ndarray, proposals: list[DataStep], base: list[str], *, seed: int = 0, folds: int = 3,
-    max_seconds: float | None = None,
+    max_seconds: float | None = None, judged: list[str] | None = None,
 ) -> list[tuple[DataStep, float]]:
     """The proposals that lift cross-validated average precision by at least ``MIN_GAIN``, with their gains.
 
-    Proposals not judged within ``max_seconds`` are not kept.
+    Proposals not judged within ``max_seconds`` are not kept (see ``judged`` for which were).
     """
     if not proposals:
         return []
@@ -114,6 +114,8 @@ def keep_helpful(
         if time.monotonic() > deadline:
             break
         gain = _cv_average_precision(X, y, base, [step], seed, folds) - baseline
+        if judged is not None:
+            judged.append(step.column)
         if gain >= MIN_GAIN:
             kept.append((step, gain))
     if len(kept) > 1:  # together they must still beat the baseline

@@ -68,8 +68,7 @@ def default_plan(task: TaskSpec, profile: DataProfile) -> Plan:
             rationale.append(f"skip {name}: no categorical columns")
             continue
         strategies.append(name)
-    steps = data_steps(profile)
-    rationale += [f"{s.action} {s.column!r}: {s.reason}" for s in steps]
+    steps = data_steps(profile)  # each carries its own reason
     return Plan(
         data_steps=steps,
         search=SearchSpace(strategies=strategies, models=list(MODELS)),
@@ -83,22 +82,39 @@ def default_plan(task: TaskSpec, profile: DataProfile) -> Plan:
 def with_derived_features(
     plan: Plan, profile: DataProfile, X: pd.DataFrame, y: np.ndarray, seed: int = 0, max_seconds: float | None = None
 ) -> Plan:
-    """Add the derived features that cross-validation on the training part shows to help."""
+    """Propose derived features from the column names, and keep those cross-validation shows to help."""
+    from poise.tools.features import propose_derived
+
+    proposals = [p for p in propose_derived(profile) if p.column not in {s.column for s in plan.data_steps}]
+    return judge_derived(plan.model_copy(update={"data_steps": [*plan.data_steps, *proposals]}), profile, X, y,
+                         seed, max_seconds)
+
+
+def judge_derived(
+    plan: Plan, profile: DataProfile, X: pd.DataFrame, y: np.ndarray, seed: int = 0, max_seconds: float | None = None
+) -> Plan:
+    """Keep the plan's derived features that lift CV average precision on the training part; say why for the rest."""
     from poise.tools import features
 
-    proposals = features.propose_derived(profile)
+    proposals = plan.derived
     if not proposals:
         return plan
     dropped = set(plan.dropped_columns)
     base = [c.name for c in profile.columns if c.kind == "numeric" and c.name not in dropped]
-    kept = features.keep_helpful(X, y, proposals, base, seed=seed, max_seconds=max_seconds)
-    steps = [s.model_copy(update={"reason": f"{s.reason} (+{gain:.3f} average precision in CV)"}) for s, gain in kept]
-    rejected = [p.column for p in proposals if p.column not in {s.column for s in steps}]
-    rationale = [f"derive {s.column!r}: {s.reason}" for s in steps]
+    judged: list[str] = []
+    gains = {s.column: gain for s, gain in features.keep_helpful(X, y, proposals, base, seed=seed,
+                                                                 max_seconds=max_seconds, judged=judged)}
+    steps = [s if s.action != "derive" else s.model_copy(
+                 update={"reason": f"{s.reason} (+{gains[s.column]:.3f} average precision in CV)"})
+             for s in plan.data_steps if s.action != "derive" or s.column in gains]
+    rationale = list(plan.rationale)
+    rejected = [p.column for p in proposals if p.column in judged and p.column not in gains]
+    unjudged = [p.column for p in proposals if p.column not in judged]
     if rejected:
-        rationale.append(f"proposed but not kept (no clear gain in CV): {', '.join(rejected)}")
-    return plan.model_copy(update={"data_steps": [*plan.data_steps, *steps],
-                                   "rationale": [*plan.rationale, *rationale]})
+        rationale.append(f"derived features not kept (no clear gain in CV): {', '.join(rejected)}")
+    if unjudged:
+        rationale.append(f"derived features not judged in the time allowed, not kept: {', '.join(unjudged)}")
+    return plan.model_copy(update={"data_steps": steps, "rationale": rationale})
 
 
 def plan_with_data(task: TaskSpec, profile: DataProfile, X: pd.DataFrame, y: np.ndarray,

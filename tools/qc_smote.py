@@ -40,8 +40,10 @@ _POOL_MIN, _POOL_FACTOR = 40, 8
 # KD-trees for few features, brute force above (trees degrade quickly with
 # the dimension, scikit-learn's brute force is well optimised).
 _TREE_MAX_FEATURES = 4
-# Upper bound on the elements of one gathered (rows, pool, features) block.
+# Approximate search, memory bounds: elements of one gathered block of
+# (seeds, partners, pool points, features), and candidate rows per step.
 _MAX_BLOCK = 1 << 21
+_MAX_ROWS = 1 << 15
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
@@ -135,20 +137,21 @@ def _pool_scores(X, is_min, X_min, nbr_min, pool, X_maj, pool_maj, seed, slot, g
         base, cross = expansion(X[ref], A, E)
         base[:, :, 1:][ref[:, :, 1:] == ref[:, :, :-1]] = np.inf  # count each point once
         labels = is_min[ref]
-
-        si, sj, t = seed[lo:hi] - s0, slot[lo:hi], gap[lo:hi, None]
-        b0, c0, l0, lab = base[si, sj], cross[si, sj], seg[si, sj][:, None], labels[si, sj]
-        for tt, out in ((t, purity_c), (0.5 * t, purity_m)):
-            d2 = b0 + 2.0 * tt * c0 + tt * tt * l0
-            near = np.argpartition(d2, k - 1, axis=1)[:, :k]
-            out[lo:hi] = np.take_along_axis(lab, near, axis=1).mean(axis=1)
-
         if pool_maj is not None:
             own = np.broadcast_to(pool_maj[s0:s1, None, :], (s1 - s0, n_nbr, pool_maj.shape[1]))
-            ref = np.concatenate([own, pool_maj[nbr_min[s0:s1]]], axis=2)
-            base, cross = expansion(X_maj[ref], A, E)
-            d2 = base[si, sj] + 2.0 * t * cross[si, sj] + t * t * l0
-            clearance[lo:hi] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+            base_maj, cross_maj = expansion(X_maj[np.concatenate([own, pool_maj[nbr_min[s0:s1]]], axis=2)], A, E)
+
+        for r0 in range(lo, hi, _MAX_ROWS):
+            r1 = min(hi, r0 + _MAX_ROWS)
+            si, sj, t = seed[r0:r1] - s0, slot[r0:r1], gap[r0:r1, None]
+            b0, c0, l0, lab = base[si, sj], cross[si, sj], seg[si, sj][:, None], labels[si, sj]
+            for tt, out in ((t, purity_c), (0.5 * t, purity_m)):
+                d2 = b0 + 2.0 * tt * c0 + tt * tt * l0
+                near = np.argpartition(d2, k - 1, axis=1)[:, :k]
+                out[r0:r1] = np.take_along_axis(lab, near, axis=1).mean(axis=1)
+            if pool_maj is not None:
+                d2 = base_maj[si, sj] + 2.0 * t * cross_maj[si, sj] + t * t * l0
+                clearance[r0:r1] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
     return purity_c, purity_m, clearance
 
 
@@ -191,15 +194,18 @@ class QCSMOTE(BaseOverSampler):
       and ``clearance >= 0.05 tau`` is kept. If none qualifies, the most
       trusted of ``a``'s minority neighbours (a real sample) is duplicated.
 
-    Exact nearest-neighbour queries for every candidate cost
-    ``O(n_candidates x n_samples)`` distance evaluations, which is slow for
-    large data. By default (``neighbor_search="approx"``) the neighbours of a
-    candidate and of its midpoint are therefore searched among the
+    Exact nearest-neighbour queries for every candidate cost about
+    ``n_candidates x n_samples`` distance evaluations each, which is slow for
+    many rows and features. With ``neighbor_search="approx"`` the neighbours
+    of a candidate and of its midpoint are therefore searched among the
     ``max(40, 8 k)`` nearest points (and nearest majority points) of its two
-    endpoints ``a`` and ``b``. Candidates lie between ``a`` and ``b``, so this
-    pool nearly always contains their true neighbours (in our checks the
-    approximate purity equalled the exact one for more than 99% of the
-    candidates); ``neighbor_search="exact"`` searches all the data instead.
+    endpoints ``a`` and ``b`` only. Candidates lie between ``a`` and ``b``, so
+    this pool nearly always contains their true neighbours: on synthetic
+    benchmarks (2 to 40 features) the approximate purity equalled the exact
+    one for more than 99.9% of the candidates and the resampled data were
+    identical in almost every case. ``"auto"`` (default) searches exactly
+    with a KD-tree for at most 4 features, where that is fast, and uses the
+    pools otherwise.
 
     Edge cases: a class with fewer than ``k_neighbors + 1`` samples uses
     ``k = n_class - 1``; a class with a single sample is duplicated. Sparse
@@ -229,10 +235,12 @@ class QCSMOTE(BaseOverSampler):
         selection stricter as the overlap grows:
         ``0.3 + 0.2 * overlap`` (0.3 for separated classes, up to 0.5).
 
-    neighbor_search : {"approx", "exact"}, default="approx"
+    neighbor_search : {"auto", "approx", "exact"}, default="auto"
         How candidate purity and clearance are computed: among the
-        neighbour pools of the interpolation endpoints (fast) or over all
-        the data (exact, much slower for many rows and features).
+        neighbour pools of the interpolation endpoints (``"approx"``, fast),
+        over all the data (``"exact"``, much slower for many rows and
+        features), or ``"auto"``: exact for at most 4 features, approximate
+        otherwise.
 
     Attributes
     ----------
@@ -287,7 +295,7 @@ class QCSMOTE(BaseOverSampler):
             Interval(numbers.Real, 0, 1, closed="both"),
             StrOptions({"adaptive"}),
         ],
-        "neighbor_search": [StrOptions({"approx", "exact"})],
+        "neighbor_search": [StrOptions({"auto", "approx", "exact"})],
     }
 
     def __init__(
@@ -298,7 +306,7 @@ class QCSMOTE(BaseOverSampler):
         k_neighbors=5,
         n_candidates=None,
         purity_threshold=0.3,
-        neighbor_search="approx",
+        neighbor_search="auto",
     ):
         super().__init__(sampling_strategy=sampling_strategy)
         self.random_state = random_state
@@ -347,7 +355,9 @@ class QCSMOTE(BaseOverSampler):
         return np.vstack(X_parts), np.hstack(y_parts)
 
     def _generate_class(self, X, y, class_label, n_samples, nn_all, rng):
-        approx = self.neighbor_search == "approx"
+        approx = self.neighbor_search == "approx" or (
+            self.neighbor_search == "auto" and X.shape[1] > _TREE_MAX_FEATURES
+        )
         is_min = y == class_label
         min_idx = np.flatnonzero(is_min)
         X_min = X[min_idx]

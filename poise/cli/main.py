@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from poise import __version__
-from poise.cli import models, train
+from poise.cli import models, runs, train
 
 app = typer.Typer(
     name="poise",
@@ -15,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 train.register(app)
+runs.register(app)
 models.register(app)
 
 

@@ -1,0 +1,144 @@
+"""The Brain: one protocol, two minds.
+
+``RuleBrain`` is deterministic and offline: a careful parser of the task text and a planner
+driven by the data profile. ``LLMBrain`` asks a language model (any OpenAI-compatible
+endpoint) for the same contracts. Whatever a Brain says is a *draft*: the guardrails check
+it before anything acts on it, and the rules stand in whenever the LLM fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from poise.contracts import ColumnDrop, DataProfile, DerivedFeature, Plan, PlanDraft, TaskDraft, TaskSpec
+
+T = TypeVar("T", bound=BaseModel)
+
+RULES = "rules"
+
+
+@dataclass(frozen=True)
+class Thought(Generic[T]):
+    """A Brain's answer, with who gave it and what it cost."""
+
+    value: T
+    mind: str
+    latency_seconds: float
+    tokens: int | None = None
+    fallback_reason: str | None = None  # set when the rules answered because the LLM could not
+
+
+class Brain(Protocol):
+    mind: str
+
+    def understand(self, text: str, columns: Sequence[str] | None, data: str | None) -> Thought[TaskDraft]: ...
+
+    def plan(self, task: TaskSpec, profile: DataProfile, baseline: Plan) -> Thought[PlanDraft]: ...
+
+
+class RuleBrain:
+    """Deterministic, offline: the task parser and the data-driven planner."""
+
+    mind = RULES
+
+    def understand(self, text: str, columns: Sequence[str] | None, data: str | None) -> Thought[TaskDraft]:
+        from poise.agents.understand import parse_task
+
+        started = time.perf_counter()
+        draft = parse_task(text, columns, data)
+        return Thought(draft, self.mind, time.perf_counter() - started)
+
+    def plan(self, task: TaskSpec, profile: DataProfile, baseline: Plan) -> Thought[PlanDraft]:
+        from poise.tools.features import propose_derived
+
+        started = time.perf_counter()
+        draft = PlanDraft(
+            drop=[ColumnDrop(column=s.column, reason=s.reason[:300]) for s in baseline.data_steps
+                  if s.action == "drop"],
+            derive=[DerivedFeature(op=s.op, a=s.inputs[0], b=s.inputs[1], reason=s.reason[:300])
+                    for s in propose_derived(profile)],
+            strategies=list(baseline.search.strategies),
+            models=list(baseline.search.models),
+            cv_folds=baseline.cv_folds,
+            rationale=[line[:300] for line in baseline.rationale[:12]],
+        )
+        return Thought(draft, self.mind, time.perf_counter() - started)
+
+
+class LLMBrain:
+    """A language model behind an OpenAI-compatible endpoint, asked for the same contracts."""
+
+    def __init__(self, settings) -> None:  # noqa: ANN001 - LLMSettings, imported lazily
+        from poise.agents.llm import LLMClient
+
+        self.settings = settings
+        self.client = LLMClient(settings)
+        self.mind = f"llm:{settings.model}"
+
+    def understand(self, text: str, columns: Sequence[str] | None, data: str | None) -> Thought[TaskDraft]:
+        from poise.agents.llm import SYSTEM_RULES, data_block, quote_data
+
+        user = "\n".join([
+            "Read the task below and fill the schema. Metrics: average_precision, roc_auc, mcc, "
+            "balanced_accuracy, f1, f_beta, g_mean, recall_at_precision (a precision floor), "
+            "precision_at_recall (a recall floor). budget_seconds is the time budget in seconds.",
+            f"Task (the user's words): {quote_data(text, 2000)}",
+            f"Data file given separately: {quote_data(data) if data else 'none'}",
+            "The table's column names:" if columns else "The table's columns are unknown.",
+            data_block(columns or []),
+        ])
+        return self._ask(SYSTEM_RULES, user, TaskDraft)
+
+    def plan(self, task: TaskSpec, profile: DataProfile, baseline: Plan) -> Thought[PlanDraft]:
+        from poise.agents.llm import SYSTEM_RULES, data_block
+        from poise.tools.models import MODELS
+        from poise.tools.strategies import STRATEGIES
+
+        columns = [
+            f"{c.name} | {c.kind} | missing {c.missing_share:.0%} | distinct {c.n_unique}"
+            + (f" | identifier: {c.identifier_reason}" if c.identifier_reason else "")
+            + (f" | leak: {c.leak_reason}" if c.leak_reason else "")
+            for c in profile.columns
+        ]
+        user = "\n".join([
+            "Propose a plan for training a classifier for the rare class.",
+            f"Metric: {task.metric}. Rows: {profile.n_rows}. Minority share: {profile.minority_share:.2%} "
+            f"({profile.n_minority} rows).",
+            "drop: columns to remove (identifiers, leaks, useless), each with a reason.",
+            "derive: up to 8 products, ratios or differences of two related numeric columns that may reveal "
+            "the rare event (e.g. power = torque x speed), each with a reason.",
+            f"strategies: choose from {', '.join(STRATEGIES)}. models: choose from {', '.join(MODELS)}.",
+            "Columns (name | kind | missing | distinct | notes):",
+            data_block(columns),
+        ])
+        return self._ask(SYSTEM_RULES, user, PlanDraft)
+
+    def _ask(self, system: str, user: str, schema: type[T]) -> Thought[T]:
+        answer = self.client.structured(system, user, schema)
+        tokens = None if answer.prompt_tokens is None else answer.prompt_tokens + (answer.completion_tokens or 0)
+        return Thought(answer.value, f"llm:{answer.model}", answer.latency_seconds, tokens)
+
+
+def configured_brain() -> Brain:
+    """The LLM when one is configured (POISE_LLM_* / OPENAI_*), else the rules."""
+    from poise.agents.llm import LLMSettings
+
+    settings = LLMSettings.from_env()
+    return LLMBrain(settings) if settings.configured else RuleBrain()
+
+
+def think(brain: Brain, method: str, *args: object) -> Thought:
+    """Ask ``brain``; when it is an LLM and it fails, the rules answer instead (and say why)."""
+    from poise.agents.llm import LLMError
+
+    try:
+        return getattr(brain, method)(*args)
+    except LLMError as exc:
+        thought = getattr(RuleBrain(), method)(*args)
+        return Thought(thought.value, RULES, thought.latency_seconds,
+                       fallback_reason=f"{brain.mind} failed ({exc.reason}): {exc}")

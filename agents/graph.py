@@ -1,0 +1,347 @@
+"""The lifecycle graph: understand → profile → plan → approve → train → gate.
+
+State is the contracts (as JSON), checkpointed in SQLite under ``POISE_HOME`` after every
+step, so a run outlives its process: approval can come from another process days later,
+and a run that crashed resumes from its last checkpoint. Every step writes an audit event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from poise.agents.audit import Journal
+from poise.agents.brain import Brain, Thought, configured_brain, think
+from poise.contracts import AuditEvent, Candidate, DataProfile, GateReport, Plan, TaskSpec
+from poise.settings import Settings, get_settings
+
+
+class LifecycleState(TypedDict, total=False):
+    run_id: str
+    text: str
+    data: str | None
+    auto_approve: bool
+    task: dict[str, Any]
+    profile: dict[str, Any]
+    baseline: dict[str, Any]
+    plan: dict[str, Any]
+    decision: dict[str, Any]
+    candidate: dict[str, Any]
+    gate: dict[str, Any]
+    status: str
+
+
+AWAITING_APPROVAL = "awaiting approval"
+
+
+def build_lifecycle_graph(brain: Brain, journal: Journal, settings: Settings, checkpointer: Any,
+                          interrupt_before: list[str] | None = None) -> Any:
+    """The graph, in one place: each node is a small function over the state."""
+    from langgraph.graph import END, START, StateGraph
+
+    nodes = _Nodes(brain, journal, settings)
+    graph = StateGraph(LifecycleState)
+    graph.add_node("understand", nodes.step("understanding", nodes.understand))
+    graph.add_node("profile", nodes.step("profiling", nodes.profile))
+    graph.add_node("plan", nodes.step("planning", nodes.plan))
+    graph.add_node("approve", nodes.step(AWAITING_APPROVAL, nodes.approve))
+    graph.add_node("train", nodes.step("training", nodes.train))
+    graph.add_node("gate", nodes.step("gating", nodes.gate))
+    graph.add_edge(START, "understand")
+    graph.add_edge("understand", "profile")
+    graph.add_edge("profile", "plan")
+    graph.add_edge("plan", "approve")
+    graph.add_conditional_edges("approve", lambda s: "train" if s["decision"]["action"] != "reject" else END,
+                                ["train", END])
+    graph.add_edge("train", "gate")
+    graph.add_edge("gate", END)
+    return graph.compile(checkpointer=checkpointer, interrupt_before=interrupt_before)
+
+
+class _Nodes:
+    def __init__(self, brain: Brain, journal: Journal, settings: Settings) -> None:
+        self.brain, self.journal, self.settings = brain, journal, settings
+
+    def step(self, status: str, node: Callable[[LifecycleState], dict]) -> Callable[[LifecycleState], dict]:
+        """Mark the run's status while ``node`` runs, and as failed if it raises."""
+
+        def run(state: LifecycleState) -> dict:
+            self.journal.set_status(state["run_id"], status)
+            try:
+                return node(state)
+            except Exception as exc:
+                from langgraph.errors import GraphInterrupt
+
+                if not isinstance(exc, GraphInterrupt):
+                    self.journal.set_status(state["run_id"], "failed", f"{status}: {exc}"[:1000])
+                raise
+
+        run.__name__ = node.__name__
+        return run
+
+    def _audit(self, state: LifecycleState, step: str, thought: Thought | None, summary: str, **fields: Any) -> None:
+        repairs = list(fields.pop("repairs", []))
+        if thought is not None and thought.fallback_reason:
+            repairs.insert(0, f"answered by the rules: {thought.fallback_reason}")
+        self.journal.record(AuditEvent(
+            run_id=state["run_id"], step=step, mind=fields.pop("mind", thought.mind if thought else "rules"),
+            summary=summary, repairs=repairs,
+            latency_seconds=None if thought is None else round(thought.latency_seconds, 4),
+            tokens=None if thought is None else thought.tokens, **fields,
+        ))
+
+    # ------------------------------------------------------------------ nodes
+    def understand(self, state: LifecycleState) -> dict:
+        from poise.agents.guardrails import task_from_draft
+        from poise.agents.understand import parse_task
+        from poise.errors import PoiseError
+        from poise.tools.data import load_table
+
+        rules = parse_task(state["text"], None, state.get("data"))
+        data = state.get("data") or rules.data
+        if not data:
+            raise PoiseError("the task names no data file", 'mention it ("... in data/churn.csv") or pass --data')
+        columns = list(load_table(data).columns)
+        rules = parse_task(state["text"], columns, data)
+        thought = think(self.brain, "understand", state["text"], columns, data)
+        task, repairs = task_from_draft(thought.value, rules=rules, columns=columns, data=data,
+                                        settings=self.settings, text=state["text"])
+        self._audit(state, "understand", thought, f"predict {task.target!r} in {task.data}, maximise {task.metric}, "
+                    f"{task.budget_seconds:g} s", inputs={"text": state["text"], "columns": columns[:50]},
+                    output=task.model_dump(mode="json"), repairs=repairs)
+        return {"task": task.model_dump(mode="json")}
+
+    def profile(self, state: LifecycleState) -> dict:
+        task = TaskSpec.model_validate(state["task"])
+        profile, _ = training_part(task)
+        self._audit(state, "profile", None, f"{profile.n_rows} training rows, minority {profile.minority_share:.2%}, "
+                    f"{sum(c.is_identifier for c in profile.columns)} identifier(s), "
+                    f"{sum(c.is_leak for c in profile.columns)} likely leak(s)",
+                    inputs={"data": task.data, "fingerprint": profile.fingerprint},
+                    output={"class_counts": profile.class_counts, "imbalance_ratio": profile.imbalance_ratio})
+        return {"profile": profile.model_dump(mode="json")}
+
+    def plan(self, state: LifecycleState) -> dict:
+        from poise.agents.guardrails import plan_from_draft
+        from poise.tools import planning
+
+        task = TaskSpec.model_validate(state["task"])
+        profile = DataProfile.model_validate(state["profile"])
+        baseline = planning.default_plan(task, profile)
+        thought = think(self.brain, "plan", task, profile, baseline)
+        plan, repairs = plan_from_draft(thought.value, task=task, profile=profile, baseline=baseline,
+                                        settings=self.settings)
+        plan = judge_derived_features(plan, task, profile)
+        self._audit(state, "plan", thought,
+                    f"search {len(plan.search.strategies)} strategies × {len(plan.search.models)} models, "
+                    f"{len(plan.data_steps)} data step(s), {plan.cv_folds}-fold CV, {plan.budget_seconds:g} s",
+                    inputs={"draft": thought.value.model_dump(mode="json")}, output=plan.model_dump(mode="json"),
+                    repairs=repairs)
+        return {"plan": plan.model_dump(mode="json"), "baseline": baseline.model_dump(mode="json")}
+
+    def approve(self, state: LifecycleState) -> dict:
+        from langgraph.types import interrupt
+
+        from poise.agents.guardrails import check_plan
+
+        if state.get("auto_approve"):
+            decision = {"action": "approve", "approver": "auto-approve"}
+        else:
+            decision = interrupt({"run_id": state["run_id"], "task": state["task"], "plan": state["plan"]})
+        update: dict[str, Any] = {"decision": decision}
+        repairs: list[str] = []
+        if decision["action"] == "edit":
+            plan, repairs = check_plan(
+                Plan.model_validate(decision["plan"]), task=TaskSpec.model_validate(state["task"]),
+                profile=DataProfile.model_validate(state["profile"]),
+                baseline=Plan.model_validate(state["baseline"]), settings=self.settings)
+            update["plan"] = plan.model_dump(mode="json")
+        if decision["action"] == "reject":
+            self.journal.set_status(state["run_id"], "rejected", decision.get("reason", ""))
+        summary = {"approve": "plan approved", "edit": "edited plan approved", "reject": "plan rejected"}
+        self._audit(state, "approve", None, summary[decision["action"]]
+                    + (f": {decision['reason']}" if decision.get("reason") else ""),
+                    mind="person" if decision.get("approver") != "auto-approve" else "policy",
+                    approver=decision.get("approver"), output={"action": decision["action"]}, repairs=repairs)
+        return update
+
+    def train(self, state: LifecycleState) -> dict:
+        from poise.pipelines.train import train
+
+        task = TaskSpec.model_validate(state["task"])
+        plan = Plan.model_validate(state["plan"])
+        outcome = train(task, plan, promote_if_passed=False, settings=self.settings)
+        c = outcome.candidate
+        self._audit(state, "train", None, f"registered {c.model_name} v{c.version}: {c.strategy}/{c.estimator}, "
+                    f"holdout {c.metric} {c.holdout_metrics[c.metric]:.4f}", mind="search",
+                    inputs={"run_id": c.run_id, "n_trials": c.n_trials}, output=c.model_dump(mode="json"))
+        self.journal.set_status(state["run_id"], "training", model=c.model_name, version=c.version)
+        return {"candidate": c.model_dump(mode="json"), "gate": outcome.gate.model_dump(mode="json")}
+
+    def gate(self, state: LifecycleState) -> dict:
+        from poise.registry.tracking import log_json
+
+        gate = GateReport.model_validate(state["gate"])
+        candidate = Candidate.model_validate(state["candidate"])
+        status = "deploy-ready" if gate.passed else "gated out"
+        self._audit(state, "gate", None, f"{status}: " + "; ".join(gate.reasons), mind="gates",
+                    output=gate.model_dump(mode="json"))
+        self.journal.set_status(state["run_id"], status, "; ".join(gate.reasons)[:1000])
+        if candidate.run_id:
+            log_json(candidate.run_id, "audit.json", self.journal.events(state["run_id"]))
+        return {"status": status}
+
+
+def training_part(task: TaskSpec):  # noqa: ANN201 - (DataProfile, LabelledTable)
+    """The profile of the training part, and the part itself (the same split training will make)."""
+    from poise.tools import data
+
+    frame = data.load_table(task.data)
+    table = data.prepare_target(frame, task.target, task.positive_label)
+    train_part, _ = data.split_holdout(table, 0.2, task.seed)
+    target = data.resolve_column(frame, task.target, "target column")
+    profile = data.profile_table(train_part, source=task.data, target=target, data_fingerprint=data.fingerprint(frame))
+    return profile, train_part
+
+
+def judge_derived_features(plan: Plan, task: TaskSpec, profile: DataProfile) -> Plan:
+    """Keep only the derived features that cross-validation on the training part shows to help."""
+    from poise.tools.planning import judge_derived
+
+    if not plan.derived:
+        return plan
+    _, part = training_part(task)
+    return judge_derived(plan, profile, part.features, part.y, task.seed, max(20.0, 0.25 * task.budget_seconds))
+
+
+# ---------------------------------------------------------------------- running
+@dataclass
+class RunView:
+    """Where a run stands, for the CLI."""
+
+    run_id: str
+    status: str
+    values: dict[str, Any]
+    pending: dict[str, Any] | None  # the interrupt payload while awaiting approval
+
+    @property
+    def task(self) -> TaskSpec | None:
+        return TaskSpec.model_validate(self.values["task"]) if "task" in self.values else None
+
+    @property
+    def plan(self) -> Plan | None:
+        return Plan.model_validate(self.values["plan"]) if "plan" in self.values else None
+
+
+class Lifecycle:
+    """Start, approve, reject and resume runs of the lifecycle graph."""
+
+    def __init__(self, settings: Settings | None = None, brain: Brain | None = None) -> None:
+        import sqlite3
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        self.settings = settings or get_settings()
+        self.journal = Journal(self.settings.home / "runs.db")
+        self._connection = sqlite3.connect(self.settings.home / "checkpoints.db", check_same_thread=False)
+        self.checkpointer = SqliteSaver(self._connection)
+        self.brain = brain or configured_brain()
+        self.graph = build_lifecycle_graph(self.brain, self.journal, self.settings, self.checkpointer)
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def start(self, text: str, data: str | None = None, auto_approve: bool = False) -> RunView:
+        run_id = uuid.uuid4().hex[:12]
+        self.journal.start_run(run_id, text)
+        state: LifecycleState = {"run_id": run_id, "text": text, "data": data, "auto_approve": auto_approve}
+        return self._invoke(run_id, state)
+
+    def approve(self, run_id: str, plan: Plan | None = None, approver: str | None = None) -> RunView:
+        decision: dict[str, Any] = {"action": "edit" if plan else "approve", "approver": approver or _who()}
+        if plan is not None:
+            decision["plan"] = plan.model_dump(mode="json")
+        return self._answer(run_id, decision)
+
+    def reject(self, run_id: str, reason: str, approver: str | None = None) -> RunView:
+        return self._answer(run_id, {"action": "reject", "reason": reason, "approver": approver or _who()})
+
+    def resume(self, run_id: str) -> RunView:
+        """Continue a run from its last checkpoint (after a crash or a kill)."""
+        from poise.errors import PoiseError
+
+        view = self.view(run_id)
+        if view.pending is not None:
+            raise PoiseError(f"run {run_id} is waiting for approval, not stuck",
+                             f"poise approve {run_id}  (or poise reject {run_id} --reason ...)")
+        if view.status in ("deploy-ready", "gated out", "rejected"):
+            raise PoiseError(f"run {run_id} has finished ({view.status})", f"see poise show {run_id}")
+        return self._invoke(run_id, None)
+
+    def view(self, run_id: str) -> RunView:
+        from poise.errors import PoiseError
+
+        row = self.journal.run(run_id)
+        if row is None:
+            raise PoiseError(f"no run {run_id!r}", "see `poise runs` for the run ids")
+        run_id = row["run_id"]
+        snapshot = self.graph.get_state(_config(run_id))
+        pending = None
+        for task in snapshot.tasks:
+            for intr in task.interrupts:
+                pending = intr.value
+        return RunView(run_id, self.journal.run(run_id)["status"], dict(snapshot.values), pending)
+
+    def _answer(self, run_id: str, decision: dict[str, Any]) -> RunView:
+        from langgraph.types import Command
+
+        from poise.errors import PoiseError
+
+        view = self.view(run_id)
+        if view.pending is None:
+            raise PoiseError(f"run {view.run_id} is not waiting for approval (it is {view.status})",
+                             f"see poise show {view.run_id}")
+        return self._invoke(view.run_id, Command(resume=decision))
+
+    def _invoke(self, run_id: str, payload: Any) -> RunView:
+        self.graph.invoke(payload, _config(run_id))
+        view = self.view(run_id)
+        if view.pending is not None:
+            self.journal.set_status(run_id, AWAITING_APPROVAL)
+            view.status = AWAITING_APPROVAL
+        return view
+
+
+def plan_only(text: str, data: str | None = None, settings: Settings | None = None,
+              brain: Brain | None = None) -> dict[str, Any]:
+    """understand → profile → plan, without a checkpoint or a pending run (``poise plan``)."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    settings = settings or get_settings()
+    journal = Journal(settings.home / "runs.db")
+    graph = build_lifecycle_graph(brain or configured_brain(), journal, settings, InMemorySaver(),
+                                  interrupt_before=["approve"])
+    run_id = f"plan-{uuid.uuid4().hex[:8]}"
+    journal.start_run(run_id, text, kind="plan")
+    graph.invoke({"run_id": run_id, "text": text, "data": data}, _config(run_id))
+    values = graph.get_state(_config(run_id)).values
+    journal.set_status(run_id, "planned")
+    return {"run_id": run_id, "task": values["task"], "plan": values["plan"], "profile": values["profile"]}
+
+
+def _config(run_id: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": run_id}}
+
+
+def _who() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "unknown"
+
+
+__all__ = ["Lifecycle", "RunView", "build_lifecycle_graph", "plan_only"]

@@ -1,0 +1,820 @@
+"""Understand a task written in plain words, offline and deterministically.
+
+This is poise's rule-based mind. ``parse_task`` turns a sentence such as
+"catch machine failures in ai4i.csv, keep precision above 0.5, two minutes" into a
+:class:`~poise.contracts.TaskDraft`. It is pure string processing with regular expressions:
+the user's text is data, nothing in it is executed or evaluated, and the column names of the
+header are only *matched* against the text, never read as instructions. Only the standard
+library is imported: this module sits on the CLI's start-up path.
+
+How it works
+------------
+The text is read in passes. Each pass recognises one kind of fact and masks the words it
+used (a same-length blank that also ends the clause), so no later pass can read them again:
+the ``2020`` of ``ai4i2020.csv`` is gone before anyone looks for a budget, and the ``0.5`` of
+"precision above 0.5" is gone before the budget and seed passes run. The passes, in order:
+
+1. data path: a token ending in .csv, .csv.gz, .tsv, .txt, .parquet or .pq, quoted (may then
+   contain spaces) or bare; the ``data`` argument wins over a path found in the text;
+2. seed: "seed 42", "random seed = 7", "random_state 3", "42 as the seed";
+3. metric names: PR-AUC, ROC AUC, MCC, balanced accuracy, F1, F2 / F0.5 / F-beta, G-mean,
+   "recall at precision ...", "precision at recall ...";
+4. precision / recall floors: "precision above 0.5", "at least 90% precision",
+   "catch at least 80% of them", "miss no more than 10%";
+5. budget: "two minutes", "90s", "1.5 minutes", "half an hour", "a minute and a half",
+   "budget 300", compounds such as "an hour and 30 minutes";
+6. positive label: "positive class is yes", "the rare class 'bad'", "where y == 'yes'";
+7. target, last, on what is left (see ``_find_target``).
+
+Rules chosen where words are ambiguous
+--------------------------------------
+* Metric: a named metric wins ("F1 with precision above 0.5" -> f1, min_precision kept).
+  Otherwise floors decide: with both a precision and a recall floor, an explicit objective
+  ("maximise recall" / "maximise precision") picks the constrained metric; failing that the
+  floor mentioned first is the constraint (precision first -> recall_at_precision). Both
+  numbers are always kept in the draft. Otherwise a stated preference decides: "recall
+  matters more than precision", "prioritise recall", "maximise recall" (with no floor) ->
+  f_beta with beta 2; the precision-leaning phrases -> f_beta with beta 0.5. Else None.
+* Thresholds: "50%", "50 percent" and bare numbers above 1 ("precision over 50") are
+  percentages; "miss no more than 10%" is a recall floor of 0.9; "9 out of 10" is 0.9.
+* Budget: the first duration that follows a budget word ("within", "in", "budget", "for",
+  ...) wins, else the first duration; a bare number counts only after "budget", "time limit"
+  or "timeout" and is read as seconds. "a second" is never a budget (too often an ordinal).
+* Target, with a header: (1) a column named next to a target cue ("predict X", "target is
+  X", "label X", "X column", "X as the target") or quoted, unless the clause says to drop,
+  ignore or use it as a feature; (2) a quoted name after a target cue that matches no
+  column, returned as written so the guardrails can report it; (3) the column whose every
+  word matches the outcome words, those after an outcome verb ("catch machine failures" ->
+  machine_failure, "who will churn" -> Churn) or before an outcome noun ("fraud detection",
+  "churn model"); with no outcome cue at all, any word outside a drop/ignore/using clause
+  may name it; (4) a column literally named target / label / class / outcome / y; (5) the
+  unique column that shares most words with the outcome ("find defaults" -> default_payment_next_month). A partial
+  match ranks below a literal "target" column, so "predict diabetes" picks target, not
+  diabetes_pedigree. Without a header only explicit names are returned: quoted names, a
+  word after "target"/"label"/"column", "X column", or "predict X" when X looks like an
+  identifier (has an underscore, a digit or an inner capital).
+* Positive label: numbers become int / float (quoted or not); anything else stays a string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from poise.contracts import MAX_BUDGET_SECONDS, TaskDraft
+
+_I = re.IGNORECASE
+_MAX_TEXT = 4000
+_MASK = ";"
+
+# ------------------------------------------------------------------ text helpers
+
+_TRANSLATE = str.maketrans({
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'", "\u201a": "'",
+    "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00a0": " ", "\t": " ",
+})
+
+
+def _clean(text: str) -> str:
+    return (text or "")[:_MAX_TEXT].translate(_TRANSLATE)
+
+
+def _mask(text: str, start: int, end: int, keep: str = "") -> str:
+    """Blank text[start:end] keeping its length; ``keep`` survives at the front, else a clause break."""
+    filler = keep if keep else _MASK
+    return text[:start] + filler[: end - start].ljust(end - start) + text[end:]
+
+
+def _mask_all(text: str, spans: list[tuple[int, int]]) -> str:
+    for start, end in spans:
+        text = _mask(text, start, end)
+    return text
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", text.lower())
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case word pieces, splitting camelCase and any punctuation: 'customerID' -> customer, id."""
+    return [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", text)]
+
+
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ures", "ure", "ers", "er", "ies", "ied", "ed", "es", "s")
+
+
+def _stem(word: str) -> str:
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)] + ("y" if suffix in ("ies", "ied") else "")
+    return word
+
+
+def _stem_match(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    short, long_ = sorted((a, b), key=len)
+    return len(short) >= 4 and long_.startswith(short)
+
+
+# ------------------------------------------------------------------ numbers
+
+_DIGITS = r"(?:\d+(?:\.\d+)?|\.\d+)"
+_NUM = rf"(?<![\w.]){_DIGITS}"
+_END = r"(?!\w)(?!\.\d)"
+_PCT = r"(?:\s*(?P<pct>%|percent\b|per\s*cent\b))?"
+
+_ONES = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen".split()
+)}
+_TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_ONES_RE = "|".join(sorted(_ONES, key=len, reverse=True))
+_SMALL_WORD = rf"(?:(?:{'|'.join(_TENS)})(?:[\s-]+(?:{_ONES_RE}))?|{_ONES_RE})(?![a-z])"
+_WORD_NUM = rf"(?:(?:an?|{_SMALL_WORD})\s+hundred(?:\s+(?:and\s+)?{_SMALL_WORD})?|{_SMALL_WORD})"
+
+
+def _word_value(words: str) -> float:
+    total = 0
+    for token in re.split(r"[\s-]+", words.lower()):
+        if token in _ONES:
+            total += _ONES[token]
+        elif token in _TENS:
+            total += _TENS[token]
+        elif token in ("a", "an"):
+            total += 1
+        elif token == "hundred":
+            total = max(total, 1) * 100
+    return float(total)
+
+
+def _fraction(value: str, percent: bool) -> float | None:
+    """A threshold as a fraction in (0, 1]: percentages and numbers above 1 are divided by 100."""
+    number = float(value)
+    if percent or number > 1:
+        number /= 100
+    number = round(number, 10)
+    return number if 0 < number <= 1 else None
+
+
+# ------------------------------------------------------------------ data path
+
+_EXT = r"(?:csv\.gz|csv|tsv|txt|parquet|pq)"
+_QUOTED_PATH = re.compile(rf"(?<!\w)([\"'`])([^\"'`\n]*?\.{_EXT})\1", _I)
+_BARE_PATH = re.compile(
+    rf"(?<![\w/.~\\:-])((?:[a-z][a-z0-9+.-]*://|[a-z]:[\\/])?[\w.~/\\+-]*[\w~-]\.{_EXT})(?![\w/])", _I
+)
+
+
+def _take_path(text: str) -> tuple[str | None, str]:
+    found: list[tuple[int, int, str]] = []
+    for match in _QUOTED_PATH.finditer(text):
+        found.append((match.start(), match.end(), match.group(2).strip()))
+    text_wo_quoted = _mask_all(text, [(s, e) for s, e, _ in found])
+    for match in _BARE_PATH.finditer(text_wo_quoted):
+        found.append((match.start(), match.end(), match.group(1)))
+    found.sort()
+    return (found[0][2] if found else None), _mask_all(text, [(s, e) for s, e, _ in found])
+
+
+# ------------------------------------------------------------------ seed
+
+_SEED = re.compile(
+    r"\b(?:random[\s_-]*(?:seed|state)|seed)\b"
+    r"(?:\s*(?:[:=]+|\b(?:is|of|to|equals|set|at|number|value)\b)){0,3}\s*"
+    rf"(?<![\w.])(?P<n>\d+){_END}",
+    _I,
+)
+_SEED_AFTER = re.compile(r"(?<![\w.])(?P<n>\d+)\s+as\s+(?:the\s+|a\s+)?(?:random\s+)?(?:seed|state)\b", _I)
+
+
+def _take_seed(text: str) -> tuple[int | None, str]:
+    matches = sorted([*_SEED.finditer(text), *_SEED_AFTER.finditer(text)], key=lambda m: m.start())
+    seed = next((int(m.group("n")) for m in matches if int(m.group("n")) <= 2**31 - 1), None)
+    return seed, _mask_all(text, [m.span() for m in matches])
+
+
+# ------------------------------------------------------------------ metric names
+
+_BEFORE_PRECISION = rf"(?=(?:an?\s+)?(?:{_DIGITS}\s*(?:%|percent)?\s*)?(?:min(?:imum)?[\s_-]*)?precision\b)"
+_BEFORE_RECALL = rf"(?=(?:an?\s+)?(?:{_DIGITS}\s*(?:%|percent)?\s*)?(?:min(?:imum)?[\s_-]*)?recall\b)"
+_METRIC_NAMES: list[tuple[str, re.Pattern[str]]] = [(metric, re.compile(pattern, _I)) for metric, pattern in [
+    ("average_precision",
+     r"\b(?:pr[\s_-]*auc|auc[\s_-]*pr|au[\s_-]?prc|(?:average|avg)[\s_-]*precision|pr[\s_-]+curve"
+     r"|area\s+under\s+(?:the\s+)?(?:pr|precision[\s_-]*recall)(?:\s+curve)?"
+     r"|precision[\s_-]*recall\s+(?:auc|area|curve))\b"),
+    ("roc_auc",
+     r"\b(?:roc[\s_-]*auc|auc[\s_-]*roc|au[\s_-]?roc|area\s+under\s+(?:the\s+)?roc(?:\s+curve)?"
+     r"|roc(?:\s+curve)?|auc)\b"),
+    ("mcc", r"\b(?:mcc|matthews?(?:'s)?(?:\s+corr\w*)?(?:\s+coef\w*)?|phi\s+coefficient)\b"),
+    ("balanced_accuracy", r"\b(?:balanced[\s_-]*acc(?:uracy)?|bacc)\b"),
+    ("g_mean", r"\b(?:g[\s_-]?mean|geometric[\s_-]+mean)\b"),
+    # Only "recall at" is masked: the floor pass still reads "precision 0.5" / "50% precision".
+    ("recall_at_precision", rf"\brecall[\s_-]*(?:@|at)[\s_-]*{_BEFORE_PRECISION}"),
+    ("precision_at_recall", rf"\bprecision[\s_-]*(?:@|at)[\s_-]*{_BEFORE_RECALL}"),
+    ("f_beta",
+     r"\bf[\s_-]*beta\b(?:[\s_-]*(?:score|measure))?"
+     rf"(?:\s*\(?\s*(?:with\s+)?(?:beta|\u03b2)?\s*(?:=|of|:|is)?\s*(?P<beta>{_DIGITS}){_END})?"),
+    ("f_number", rf"\bf[-_]?(?P<beta>{_DIGITS})(?:[\s_-]*(?:score|measure))?{_END}"),
+    ("f1", r"\bf[\s_-]*(?:score|measure)\b"),
+    ("beta", rf"(?:\bbeta|\u03b2)\s*(?:=|of|:|is)?\s*(?P<beta>{_DIGITS}){_END}"),
+]]
+
+
+def _take_metric_names(text: str) -> tuple[str | None, float | None, str]:
+    """The first named metric (by position) and any beta; every name found is masked."""
+    hits: list[tuple[int, str, float | None]] = []
+    for metric, pattern in _METRIC_NAMES:
+        for match in pattern.finditer(text):
+            beta = float(match.group("beta")) if "beta" in pattern.groupindex and match.group("beta") else None
+            if metric == "f_number":
+                if not beta:
+                    continue
+                metric_found, beta = ("f1", None) if beta == 1 else ("f_beta", beta)
+            else:
+                metric_found = metric
+            hits.append((match.start(), metric_found, beta))
+            text = _mask(text, *match.span())
+    hits.sort(key=lambda hit: hit[0])
+    betas = [b for _, _, b in hits if b is not None and 0 < b <= 100]
+    named = [m for _, m, _ in hits if m != "beta"]
+    beta = betas[0] if betas else None
+    metric = named[0] if named else ("f_beta" if beta is not None else None)
+    return metric, beta, text
+
+
+# ------------------------------------------------------------------ precision / recall floors
+
+_MID_WORDS = (
+    "of|at|least|most|above|over|greater|higher|more|than|no|not|never|lower|less|below|under|to|be|been|is|"
+    "stays?|staying|remains?|must|should|shall|kept|keep|needs?|has|have|minimum|min|floor|threshold|target|"
+    "a|an|the|drops?|dropping|falls?|falling|go|goes|gets?|exceeds?|exceeding|or|equal|equals|beyond|around|"
+    "about|roughly|approximately|always|it|we|want|require[sd]?|reach(?:es)?|hits?|bound|held|holds?|sits?|"
+    "don't|doesn't|can't|cannot|shouldn't|mustn't|won't"
+)
+_MID = rf"(?:\s*(?:[:=\u2265>\u2264<~]+|\b(?:{_MID_WORDS})\b)){{0,8}}\s*"
+_FLOOR_KEYS: list[tuple[str, bool, str]] = [  # (floor, complement, key words)
+    ("precision", False, r"precision|ppv|positive\s+predictive\s+value"),
+    ("recall", False, r"recall|sensitivity|tpr|true\s+positive\s+rate|detection\s+rate|hit\s+rate|catch\s+rate"),
+    ("precision", True, r"false\s+discovery\s+rate|fdr"),
+    ("recall", True, r"false\s+negative\s+rate|fnr|miss\s+rate"),
+]
+_UNIT_WORDS = r"days?|hours?|hrs?|minutes?|mins?|seconds?|secs?|h|m|s"
+_FORWARD_FLOORS = [
+    (floor, complement, re.compile(
+        rf"\b(?:min(?:imum)?[\s_-]*)?(?:{keys})\b{_MID}(?P<v>{_NUM}){_PCT}{_END}(?!\s*(?:{_UNIT_WORDS})\b)", _I))
+    for floor, complement, keys in _FLOOR_KEYS
+]
+_AT_LEAST = r"(?:(?:\b(?:at\s+least|over|above|more\s+than|no\s+less\s+than|minimum(?:\s+of)?|min)\b|>=|\u2265|>)\s*)?"
+_REVERSE_FLOORS = [
+    (floor, complement, re.compile(
+        rf"{_AT_LEAST}(?P<v>{_NUM}){_PCT}\s+(?:of\s+)?(?:min(?:imum)?\s+)?(?:{keys})\b", _I))
+    for floor, complement, keys in _FLOOR_KEYS
+]
+_SHARE = (
+    rf"(?:(?<![\w.])(?P<a>\d+)\s+(?:in|out\s+of)\s+(?P<b>\d+){_END}"
+    rf"|(?P<v>{_NUM})\s*(?P<pct>%|percent\b|per\s*cent\b))"
+    r"(?:\s+of(?:\s+(?:the|all|them|those|these|our))?)?"
+)
+_CATCH = re.compile(
+    r"\b(?P<verb>(?:catch|find|detect|flag|spot|identify|capture|recover)\w*)\s+"
+    r"(?:(?:at\s+least|over|more\s+than|no\s+less\s+than|about|around|roughly|nearly|almost)\s+|>=?\s*|\u2265\s*)?"
+    + _SHARE, _I,
+)
+_MISS = re.compile(
+    r"\b(?P<verb>(?:miss|overlook)\w*)\s+"
+    r"(?:(?:no\s+more\s+than|not\s+more\s+than|more\s+than|at\s+most|less\s+than|fewer\s+than|under|below|only"
+    r"|max(?:imum)?|up\s+to)\s+|<=?\s*|\u2264\s*)?"
+    + _SHARE, _I,
+)
+
+
+@dataclass
+class _Floor:
+    position: int
+    kind: str  # "precision" | "recall"
+    value: float
+
+
+def _share_value(match: re.Match[str]) -> float | None:
+    if match.group("a"):
+        a, b = int(match.group("a")), int(match.group("b"))
+        return round(a / b, 10) if 0 < a <= b else None
+    return _fraction(match.group("v"), percent=True)
+
+
+def _take_floors(text: str) -> tuple[list[_Floor], str]:
+    floors: list[_Floor] = []
+    for patterns in (_FORWARD_FLOORS, _REVERSE_FLOORS):
+        for kind, complement, pattern in patterns:
+            for match in pattern.finditer(text):
+                value = _fraction(match.group("v"), bool(match.group("pct")))
+                if complement and value is not None:
+                    value = round(1 - value, 10) or None
+                if value is not None:
+                    floors.append(_Floor(match.start(), kind, value))
+                    text = _mask(text, *match.span())
+    for kind, pattern in (("recall", _CATCH), ("miss", _MISS)):
+        for match in pattern.finditer(text):
+            value = _share_value(match)
+            if kind == "miss" and value is not None:
+                value = round(1 - value, 10) or None
+            if value is not None:
+                floors.append(_Floor(match.start(), "recall", value))
+                # The verb stays so "catch at least 80% of machine failures" still names the outcome.
+                text = _mask(text, *match.span(), keep=match.group("verb"))
+    floors.sort(key=lambda floor: floor.position)
+    return floors, text
+
+
+_OBJECTIVE = re.compile(
+    r"\b(?:maximi[sz](?:e|ing)|optimi[sz](?:e|ing)|boost|increase|improve|max(?:imum)?|highest|best|most|"
+    r"as\s+much)\s+(?:the\s+|possible\s+)?(?P<kind>recall|precision)\b", _I,
+)
+_LEANS: list[tuple[str, str]] = []  # (regex, the side it leans to), filled below for both sides
+for _side, _other in (("recall", "precision"), ("precision", "recall")):
+    _LEANS += [
+        (rf"\b{_side}\s+(?:really\s+)?(?:matters|is|counts|weighs)\s+more\b", _side),
+        (rf"\b{_side}\s+(?:is\s+)?(?:more\s+important|what\s+matters)\b", _side),
+        (rf"\b(?:prioriti[sz]e|favou?r|emphasi[sz]e|prefer|focus\s+on|care\s+(?:more\s+)?about)\s+{_side}\b", _side),
+        (rf"\b{_side}\s+over\s+{_other}\b", _side),
+        (rf"\b{_other}\s+(?:matters|is|counts)\s+less\b", _side),
+    ]
+_LEANS += [
+    (r"\bmissing\s+(?:an?\s+|one\s+)?\w+\s+(?:is|costs)\s+(?:much\s+|far\s+)?(?:worse|more)\b", "recall"),
+    (r"\bfalse\s+alarms?\s+(?:are|is)\s+(?:cheap|ok|okay|fine|acceptable|tolerable)\b", "recall"),
+    (r"\bfalse\s+alarms?\s+(?:are|is)\s+(?:costly|expensive|worse|bad|annoying)\b", "precision"),
+]
+_LEAN_PATTERNS = [(re.compile(pattern, _I), side) for pattern, side in _LEANS]
+
+
+def _objective(text: str) -> str | None:
+    match = _OBJECTIVE.search(text)
+    return match.group("kind").lower() if match else None
+
+
+def _lean(text: str) -> str | None:
+    """Which side a stated preference leans to, the first one mentioned."""
+    hits = [(m.start(), side) for pattern, side in _LEAN_PATTERNS for m in [pattern.search(text)] if m]
+    return min(hits)[1] if hits else None
+
+
+def _choose_metric(
+    named: str | None, floors: list[_Floor], objective: str | None, lean: str | None
+) -> tuple[str | None, float | None]:
+    """The metric and (for a preference) its beta; see the module docstring for the rules."""
+    if named:
+        return named, None
+    kinds = [floor.kind for floor in floors]
+    if kinds:
+        if objective == "recall" and "precision" in kinds:
+            return "recall_at_precision", None
+        if objective == "precision" and "recall" in kinds:
+            return "precision_at_recall", None
+        return ("recall_at_precision" if kinds[0] == "precision" else "precision_at_recall"), None
+    lean = lean or objective
+    if lean:
+        return "f_beta", (2.0 if lean == "recall" else 0.5)
+    return None, None
+
+
+# ------------------------------------------------------------------ budget
+
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_AMOUNT = (
+    rf"(?P<num>{_NUM})"
+    rf"|(?P<word>(?<![\w.]){_WORD_NUM})"
+    r"|(?P<half>(?<![\w.])half\s+(?:an?\s+)?)"
+    r"|(?P<quarters>(?<![\w.])three[\s-]quarters?\s+(?:of\s+)?(?:an?\s+)?)"
+    r"|(?P<quarter>(?<![\w.])(?:a\s+)?quarter\s+(?:of\s+)?(?:an?\s+)?)"
+    r"|(?P<couple>(?<![\w.])(?:a\s+)?couple\s+(?:of\s+)?)"
+    r"|(?P<one>(?<![\w.])an?\s+)"
+)
+_DURATION = re.compile(
+    rf"(?:{_AMOUNT})(?P<half1>\s+and\s+a\s+half)?[\s-]*(?P<unit>{_UNIT_WORDS})(?![a-z])"
+    r"(?P<half2>\s+and\s+a\s+half)?",
+    _I,
+)
+_BARE_BUDGET = re.compile(
+    r"\b(?:time[\s_-]*)?(?:budget|limit|timeout)(?:[\s_-]*(?:seconds|secs|s))?\b"
+    rf"(?:\s*(?:[:=]+|\b(?:of|is|to|at|around|about|set)\b)){{0,3}}\s*(?P<num>{_NUM}){_END}(?!\s*%)",
+    _I,
+)
+_BUDGET_CUE = re.compile(
+    r"\b(?:budget|within|in|for|limit|max|maximum|spend|run|take|takes|under|most|than|up\s+to|timeout|give|allow"
+    r"|only|just)\W*$", _I,
+)
+
+
+def _amount(match: re.Match[str]) -> float | None:
+    """The number in front of a unit; None when the unit is too ambiguous for that kind of amount."""
+    unit = match.group("unit").lower()
+    short = len(unit) == 1
+    if match.group("num"):
+        return float(match.group("num"))
+    if short:
+        return None
+    if match.group("word"):
+        return _word_value(match.group("word"))
+    if match.group("one"):
+        return None if unit.startswith("s") else 1.0
+    fixed = {"half": 0.5, "quarters": 0.75, "quarter": 0.25, "couple": 2.0}
+    return next(value for name, value in fixed.items() if match.group(name))
+
+
+def _seconds(match: re.Match[str]) -> float | None:
+    amount = _amount(match)
+    if amount is None:
+        return None
+    if match.group("half1") or match.group("half2"):
+        amount += 0.5
+    return amount * _UNIT_SECONDS[match.group("unit").lower()[0]]
+
+
+def _durations(text: str) -> list[tuple[int, int, float]]:
+    """(start, end, seconds) of every duration, compounds such as '1 hour 30 minutes' summed."""
+    found: list[tuple[int, int, float, float]] = []  # start, end, seconds, unit size
+    for match in _DURATION.finditer(text):
+        seconds = _seconds(match)
+        if seconds is None:
+            continue
+        unit = _UNIT_SECONDS[match.group("unit").lower()[0]]
+        if found and re.fullmatch(r"\s*(?:,|and|&|plus)?\s*", text[found[-1][1]:match.start()], _I) \
+                and unit < found[-1][3]:
+            start, _, total, _ = found.pop()
+            found.append((start, match.end(), total + seconds, unit))
+        else:
+            found.append((match.start(), match.end(), seconds, unit))
+    return [(start, end, seconds) for start, end, seconds, _ in found]
+
+
+def _take_budget(text: str) -> tuple[float | None, str]:
+    durations = _durations(text)
+    text = _mask_all(text, [(s, e) for s, e, _ in durations])
+    candidates = [(s, bool(_BUDGET_CUE.search(text[max(0, s - 25):s])), v) for s, _, v in durations]
+    for match in _BARE_BUDGET.finditer(text):
+        candidates.append((match.start(), True, float(match.group("num"))))
+        text = _mask(text, *match.span())
+    candidates = [c for c in candidates if 0 < c[2] <= MAX_BUDGET_SECONDS]
+    candidates.sort(key=lambda c: (not c[1], c[0]))
+    return (candidates[0][2] if candidates else None), text
+
+
+# ------------------------------------------------------------------ positive label
+
+_VALUE = r"(?:(?P<q>[\"'`])(?P<qv>[^\"'`\n]{1,64})(?P=q)|(?P<bv>[+-]?\w[\w.+-]{0,63}))"
+_LABEL_STOP = {
+    "the", "a", "an", "one", "which", "that", "this", "it", "in", "on", "for", "with", "from", "to", "of", "and",
+    "or", "is", "be", "what", "whatever", "rarer", "rare", "minority", "positive", "class", "label", "value",
+    "unknown", "not", "whichever", "as", "at", "by", "within",
+}
+_TYPICAL_LABELS = {"yes", "no", "true", "false", "y", "n", "t", "f", "bad", "good", "pos", "neg", "positive",
+                   "negative", "fraud", "churn", "churned", "default", "failure", "fail", "failed", "spam"}
+_POSITIVE = r"(?:positive|pos|rare|rarer|minority|interesting|event)"
+_LABEL_FORWARD = re.compile(
+    rf"\b(?:{_POSITIVE}[\s_-]*(?:class|label|value|outcome|category|case)|target\s+(?:class|value))\b"
+    r"(?P<verb>\s*(?:==|=|:|\bis\b|\bbeing\b|\bshould\s+be\b|\bwill\s+be\b|\bequals\b|\bas\b))?"
+    r"(?:\s+the\s+(?:one|value|label)s?)?(?:\s+(?:labell?ed|called|named|marked|coded\s+as|encoded\s+as))?"
+    rf"\s*{_VALUE}",
+    _I,
+)
+_LABEL_POSITIVE_IS = re.compile(rf"\bpositive\s*(?P<verb>==|=|:|\bis\b)\s*{_VALUE}", _I)
+_LABEL_REVERSE = re.compile(
+    rf"(?:\b(?:label|class|value)\s+)?(?<![\w.]){_VALUE}\s+(?:is|are|=|means|marks|being)\s+(?:the\s+|our\s+)?"
+    rf"{_POSITIVE}(?:[\s_-]*(?:class|label|one|case|outcome|event))?\b",
+    _I,
+)
+_LABEL_TREAT = re.compile(
+    rf"\b(?:treat|count|consider|use|mark|take)\s+{_VALUE}\s+as\s+(?:the\s+|a\s+)?(?P<verb>{_POSITIVE}|target)"
+    r"(?:[\s_-]*(?:class|label|value|case|one))?\b",
+    _I,
+)
+_COLREF = r"(?P<col>(?P<cq>[\"'`])[^\"'`\n]{1,100}(?P=cq)|[^\s=<>!\"'`,;()]{1,60}(?:\s+[^\s=<>!\"'`,;()]{1,60}){0,3}?)"
+_WHERE = re.compile(rf"\b(?:where|when|if|with)\s+{_COLREF}\s*(?P<op>==|=|\bequals\b|\bis\b)\s*{_VALUE}", _I)
+_ONE_COLREF = r"(?P<col>(?P<cq>[\"'`])[^\"'`\n]{1,100}(?P=cq)|[^\s=<>!\"'`,;()]{1,60})"
+_EQUALS = re.compile(rf"(?<![\w.]){_ONE_COLREF}\s*==\s*{_VALUE}", _I)
+
+
+def _as_label(value: str) -> bool | int | float | str:
+    if re.fullmatch(r"[+-]?\d+", value):
+        return int(value)
+    if re.fullmatch(r"[+-]?(?:\d+\.\d*|\.\d+)(?:e[+-]?\d+)?", value, _I):
+        return float(value)
+    return value
+
+
+def _label_value(match: re.Match[str], lenient: bool) -> str | None:
+    """The value a label pattern captured, or None when a bare word is not believable as a label."""
+    if match.group("qv") is not None:
+        return match.group("qv").strip() or None
+    value = match.group("bv").rstrip(".")
+    if not value or value.lower() in _LABEL_STOP:
+        return None
+    if re.fullmatch(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", value) or value.lower() in _TYPICAL_LABELS or lenient:
+        return value
+    return None
+
+
+def _column_of(ref: str, columns: Sequence[str] | None) -> str | None:
+    ref = re.sub(r"^the\s+", "", ref.strip().strip("\"'`"), flags=_I)
+    if not columns:
+        return ref if re.fullmatch(r"[\w.?-]+", ref) and ref.lower() not in _LABEL_STOP else None
+    return _match_column(ref, columns)
+
+
+def _take_where(text: str, columns: Sequence[str] | None) -> tuple[list[tuple[int, str, str | None]], str]:
+    """'where y == "yes"': the positive label and the column it names."""
+    hits: list[tuple[int, str, str | None]] = []
+    for pattern in (_WHERE, _EQUALS):
+        for match in pattern.finditer(text):
+            op = match.group("op").lower() if "op" in pattern.groupindex else "=="
+            column = _column_of(match.group("col"), columns)
+            value = _label_value(match, lenient=True)
+            if value is None or column is None or (op in ("is", "equals") and not columns):
+                continue
+            hits.append((match.start(), value, column))
+            text = _mask(text, *match.span())
+    return hits, text
+
+
+def _take_label(text: str, columns: Sequence[str] | None) -> tuple[str | None, str | None, str]:
+    """(positive label, target column named by a 'where y == ...' clause, masked text)."""
+    hits, text = _take_where(text, columns)
+    for pattern in (_LABEL_FORWARD, _LABEL_POSITIVE_IS, _LABEL_REVERSE, _LABEL_TREAT):
+        for match in pattern.finditer(text):
+            lenient = "verb" in pattern.groupindex and bool(match.group("verb"))
+            value = _label_value(match, lenient=lenient and pattern is not _LABEL_REVERSE)
+            if value is not None:
+                hits.append((match.start(), value, None))
+                text = _mask(text, *match.span())
+    if not hits:
+        return None, None, text
+    hits.sort(key=lambda hit: hit[0])
+    where_column = next((column for _, _, column in hits if column), None)
+    return hits[0][1], where_column, text
+
+
+# ------------------------------------------------------------------ target
+
+_CHUNK = re.compile(r"[^\s,;=:()\[\]{}]+")
+_CONJUNCTIONS = {"and", "but", "while", "then", "so", "whereas"}
+_POS_CUES = {"predict", "predicting", "predicts", "target", "label", "outcome", "column", "col", "forecast",
+             "forecasting", "classify", "classifying", "response", "model", "modelling", "modeling"}
+_STRONG_TARGET = {"target", "label", "outcome"}
+_STRONG_NEG = {"ignore", "ignoring", "drop", "dropping", "exclude", "excluding", "without", "except", "not", "skip",
+               "remove", "removing", "leak", "leaks", "leaky", "discard", "besides", "don't", "dont", "no"}
+_WEAK_NEG = {"using", "use", "from", "with", "based", "via", "given", "by", "feature", "features", "include",
+             "including", "plus", "also", "of"}
+_OUTCOME_CUE = re.compile(
+    r"(?:catch|find|detect|spot|flag|predict|forecast|identify|anticipate|foresee|classify|recogni[sz]|prevent"
+    r"|screen|tell|miss|model)\w*|will|whether|who'll|likely"
+)
+_OUTCOME_NOUNS = {"model", "models", "detection", "detector", "prediction", "predictions", "predictor", "classifier",
+                  "classification", "forecast", "forecasting", "alarm", "alarms", "alert", "alerts", "warning",
+                  "warnings", "scoring", "scorer"}
+_PHRASE_STOP = {"in", "from", "using", "with", "within", "on", "for", "under", "by", "based", "given", "at", "via",
+                "or", "keeping", "keep", "when", "before", "after", "into", "than", "as", "while"}
+_COLUMN_STOP = {"is", "has", "was", "did", "will", "the", "a", "an", "of", "flag", "label", "target", "y", "class",
+                "outcome", "yn", "indicator", "ind"}
+_LITERAL_TARGETS = ("target", "label", "class", "outcome", "y")
+
+
+@dataclass
+class _Chunk:
+    text: str
+    word: str  # lower case, letters and apostrophes only
+    clause: int
+    norm: str = ""
+    stems: tuple[str, ...] = ()
+
+
+def _chunks(text: str) -> list[_Chunk]:
+    chunks: list[_Chunk] = []
+    clause, previous_end = 0, 0
+    for match in _CHUNK.finditer(text):
+        raw = match.group()
+        word = re.sub(r"[^a-z']", "", raw.lower())
+        gap = text[previous_end:match.start()]
+        ends = chunks and chunks[-1].text[-1] in ".!"
+        if chunks and (re.search(r"[,;.!\n]", gap) or ends or word in _CONJUNCTIONS):
+            clause += 1
+        chunks.append(_Chunk(raw, word, clause, _norm(raw), tuple(_stem(w) for w in _words(raw))))
+        previous_end = match.end()
+    return chunks
+
+
+def _column_keys(columns: Sequence[str]) -> tuple[dict[str, str], dict[tuple[str, ...], str]]:
+    by_norm: dict[str, str] = {}
+    by_stems: dict[tuple[str, ...], str] = {}
+    for column in columns:
+        by_norm.setdefault(_norm(column), column)
+        by_stems.setdefault(tuple(_stem(w) for w in _words(column)), column)
+    by_norm.pop("", None)
+    by_stems.pop((), None)
+    return by_norm, by_stems
+
+
+def _match_column(ref: str, columns: Sequence[str]) -> str | None:
+    """The header column that ``ref`` names, ignoring case, spaces, punctuation and plural endings."""
+    by_norm, by_stems = _column_keys(columns)
+    return by_norm.get(_norm(ref)) or by_stems.get(tuple(_stem(w) for w in _words(ref)))
+
+
+@dataclass
+class _Mention:
+    start: int
+    end: int  # chunk indices, end exclusive
+    column: str
+    quoted: bool
+
+
+def _mentions(chunks: list[_Chunk], columns: Sequence[str]) -> list[_Mention]:
+    by_norm, by_stems = _column_keys(columns)
+    found: list[_Mention] = []
+    for i in range(len(chunks)):
+        for length in range(min(6, len(chunks) - i), 0, -1):
+            span = chunks[i:i + length]
+            if span[-1].clause != span[0].clause:
+                continue
+            norm = "".join(chunk.norm for chunk in span)
+            column = by_norm.get(norm) or by_stems.get(tuple(stem for chunk in span for stem in chunk.stems))
+            if column:
+                found.append(_Mention(i, i + length, column, span[0].text[0] in "\"'`"))
+                break
+    return found
+
+
+def _cue(chunks: list[_Chunk], start: int, end: int) -> int:
+    """+1 when the clause names this mention as the target, -1 when as something else, 0 when silent."""
+    clause = chunks[start].clause
+    back = [c.word for c in chunks[max(0, start - 6):start] if c.clause == clause]
+    ahead = [c.word for c in chunks[end:end + 4] if c.clause == clause]
+    if _STRONG_NEG & set(back) or {"leaks", "leak", "leaky"} & set(ahead):
+        return -1
+    if _STRONG_TARGET & set(ahead):
+        return 1
+    for word in reversed(back):
+        if word in _POS_CUES:
+            return 1
+        if word in _WEAK_NEG:
+            return -1
+    return 1 if ahead[:1] in (["column"], ["col"]) else 0
+
+
+def _explicit_column(chunks: list[_Chunk], columns: Sequence[str]) -> str | None:
+    ranked = []
+    for mention in _mentions(chunks, columns):
+        cue = _cue(chunks, mention.start, mention.end)
+        if cue > 0 or (cue == 0 and mention.quoted):
+            ranked.append((0 if cue > 0 else 1, mention.start, mention.column))
+    return min(ranked)[2] if ranked else None
+
+
+def _phrase(chunks: list[_Chunk], around: int, step: int, size: int) -> list[str]:
+    """Words next to chunk ``around`` (after it for step 1, before it for step -1), within its clause."""
+    words: list[str] = []
+    i = around + step
+    while 0 <= i < len(chunks) and abs(i - around) <= size:
+        if chunks[i].clause != chunks[around].clause or chunks[i].word in _PHRASE_STOP:
+            break
+        words.extend(_words(chunks[i].text))
+        i += step
+    return words
+
+
+def _outcome_words(chunks: list[_Chunk]) -> list[str] | None:
+    """Words naming the outcome: after a verb ("catch machine failures") or before a noun ("fraud
+    detection", "churn model"); None when the text has neither kind of cue."""
+    words: list[str] | None = None
+    for i, chunk in enumerate(chunks):
+        if _OUTCOME_CUE.fullmatch(chunk.word):
+            words = (words or []) + _phrase(chunks, i, 1, 6)
+        if chunk.word in _OUTCOME_NOUNS:
+            words = (words or []) + _phrase(chunks, i, -1, 3)
+    return words
+
+
+def _content_stems(column: str) -> list[str]:
+    return [_stem(w) for w in _words(column) if w not in _COLUMN_STOP]
+
+
+def _coverage(column: str, stems: set[str]) -> tuple[int, int]:
+    """(how many of the column's words the text covers, how many words it has)."""
+    content = _content_stems(column)
+    covered = sum(1 for c in content if len(c) >= 2 and any(_stem_match(c, s) for s in stems))
+    return covered, len(content)
+
+
+def _full_match(columns: Sequence[str], stems: set[str]) -> str | None:
+    full = []
+    for i, column in enumerate(columns):
+        covered, n = _coverage(column, stems)
+        if n and covered == n:
+            full.append((-n, i, column))
+    return min(full)[2] if full else None
+
+
+def _partial_match(columns: Sequence[str], stems: set[str]) -> str | None:
+    scored = sorted(((_coverage(col, stems)[0], col) for col in columns), reverse=True)
+    if not scored or scored[0][0] == 0 or (len(scored) > 1 and scored[1][0] == scored[0][0]):
+        return None
+    return scored[0][1]
+
+
+def _literal_target(columns: Sequence[str]) -> str | None:
+    by_norm = {_norm(column): column for column in columns}
+    return next((by_norm[name] for name in _LITERAL_TARGETS if name in by_norm), None)
+
+
+def _described_column(chunks: list[_Chunk], columns: Sequence[str]) -> str | None:
+    outcome = _outcome_words(chunks)
+    if outcome is None:  # no outcome verb: any word outside a "drop / using ..." clause may name it
+        neg_clauses = {c.clause for c in chunks if c.word in _STRONG_NEG | _WEAK_NEG}
+        stems = {_stem(w) for c in chunks if c.clause not in neg_clauses for w in _words(c.text)}
+        return _full_match(columns, stems) or _literal_target(columns)
+    stems = {_stem(w) for w in outcome}
+    return _full_match(columns, stems) or _literal_target(columns) or _partial_match(columns, stems)
+
+
+_IDENT = r"[A-Za-z_][\w.?-]*"
+_NAME = rf"(?:(?P<q>[\"'`])(?P<qv>[^\"'`\n]{{1,200}})(?P=q)|(?P<bv>{_IDENT}))"
+_IDENT_LIKE = r"(?:[A-Za-z]\w*_\w+|[A-Za-z]+\d\w*|[a-z]+[A-Z]\w*)"
+_NAMED_TARGETS = [re.compile(pattern, _I) for pattern in (
+    rf"\b(?:target|label|outcome|response)(?:[\s_-]*(?:column|variable|col|field))?"
+    rf"\s*(?:(?:is|will\s+be|should\s+be|named|called)\b|=|:)?\s*(?:the\s+)?(?:column\s+)?(?:named\s+|called\s+)?"
+    rf"(?<![\w\"'`]){_NAME}",
+    rf"\bcolumn\s+(?:named\s+|called\s+)?{_NAME}",
+    rf"(?<![\w\"'`]){_NAME}\s+(?:column\b|(?:is|as)\s+(?:the\s+|our\s+)?(?:target|label|outcome)\b)",
+)]
+_PREDICT_NAME = re.compile(  # case-sensitive on purpose: an inner capital is what makes a name look like one
+    rf"\b(?i:predict(?:ing|s)?\s+(?:the\s+)?)(?:(?P<q>[\"'`])(?P<qv>[^\"'`\n]{{1,200}})(?P=q)|(?P<bv>{_IDENT_LIKE}))"
+)
+_NAME_STOP = _LABEL_STOP | {"column", "variable", "col", "field", "named", "called", "will", "should", "target",
+                            "label", "outcome", "predict", "here", "there", "we", "you", "i", "so", "then"}
+
+
+def _named_target(text: str, quoted_only: bool) -> str | None:
+    """A target named in the text itself, as written (used when no header is known)."""
+    hits: list[tuple[int, str]] = []
+    for pattern in (*_NAMED_TARGETS, _PREDICT_NAME):
+        for match in pattern.finditer(text):
+            before = re.findall(r"[a-z']+", text[max(0, match.start() - 30):match.start()].lower())[-3:]
+            if _STRONG_NEG & set(before):
+                continue
+            if match.group("qv") is not None:
+                hits.append((match.start(), match.group("qv").strip()))
+            elif not quoted_only:
+                bare = match.group("bv").rstrip(".?!")
+                if bare and bare.lower() not in _NAME_STOP:
+                    hits.append((match.start(), bare))
+    hits = [hit for hit in hits if hit[1]]
+    return min(hits)[1][:512] if hits else None
+
+
+def _find_target(text: str, columns: Sequence[str] | None) -> str | None:
+    """The target column; see the module docstring for the order of the rules."""
+    if not columns:
+        return _named_target(text, quoted_only=False)
+    chunks = _chunks(text)
+    return (
+        _explicit_column(chunks, columns)
+        or _named_target(text, quoted_only=True)
+        or _described_column(chunks, columns)
+    )
+
+
+# ------------------------------------------------------------------ the public function
+
+
+def parse_task(text: str, columns: Sequence[str] | None = None, data: str | None = None) -> TaskDraft:
+    """Read a task described in plain words into a :class:`TaskDraft`; what the text does not say stays None.
+
+    ``columns`` is the real header of the table when known: the target is then returned exactly
+    as spelled there. ``data`` is a path given separately (``--data``) and wins over a path in
+    the text. Pure string processing: nothing in ``text`` or ``columns`` is executed.
+    """
+    columns = [str(column) for column in columns or () if 0 < len(str(column)) <= 512] or None
+    text = _clean(text)
+    path, text = _take_path(text)
+    seed, text = _take_seed(text)
+    named, beta, text = _take_metric_names(text)
+    objective, lean = _objective(text), _lean(text)
+    floors, text = _take_floors(text)
+    budget, text = _take_budget(text)
+    label, where_target, text = _take_label(text, columns)
+    target = where_target or _find_target(text, columns)
+    metric, lean_beta = _choose_metric(named, floors, objective, lean)
+    min_precision = next((f.value for f in floors if f.kind == "precision"), None)
+    min_recall = next((f.value for f in floors if f.kind == "recall"), None)
+    return TaskDraft(
+        data=(data or path or None),
+        target=target,
+        positive_label=_as_label(label) if label is not None else None,
+        metric=metric,
+        min_precision=min_precision,
+        min_recall=min_recall,
+        beta=beta if beta is not None else lean_beta,
+        budget_seconds=budget,
+        seed=seed,
+    )
