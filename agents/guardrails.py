@@ -23,6 +23,19 @@ _STATED = ("data", "target", "positive_label", "metric", "min_precision", "min_r
            "seed")
 
 
+_NUMBERS = ("min_precision", "min_recall", "beta", "budget_seconds", "seed")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+
+
+def _grounded(value: float, text: str) -> bool:
+    """Whether ``value`` is a number of the text, read as-is, as a percentage, or in minutes or hours."""
+    for token in _NUMBER.findall(text):
+        number = float(token)
+        if any(abs(value - candidate) < 1e-9 for candidate in (number, number / 100, number * 60, number * 3600)):
+            return True
+    return False
+
+
 def _normalise(name: str) -> str:
     return re.sub(r"[\W_]+", "", name).lower()
 
@@ -54,6 +67,11 @@ def task_from_draft(
         if stated is not None and fields[name] != stated:
             repairs.append(f"{name}: {fields[name]!r} → {stated!r} (as the task text states)")
             fields[name] = stated
+    for name in _NUMBERS:  # a number the text does not state must at least appear in it
+        value = fields[name]
+        if value is not None and getattr(rules, name) is None and not _grounded(float(value), text):
+            repairs.append(f"{name}: {value!r} dropped (no such number in the task text)")
+            fields[name] = None
     target = match_column(fields["target"], columns)
     if target is None:
         fallback = match_column(rules.target, columns)

@@ -193,3 +193,28 @@ def test_local_server_rejects_a_broken_schema_as_http_error(local_server: LocalS
     with LLMClient(settings) as client, pytest.raises(LLMError) as caught:
         client.structured("s", "u", Broken)
     assert caught.value.reason == "http" and "400" in str(caught.value)
+
+
+def test_the_lifecycle_plans_with_a_real_local_model(local_server: LocalServer) -> None:
+    """Plumbing end to end: a real model's answers pass through the guardrails into a valid task and plan.
+
+    The 135M model's judgement is not asserted (it is often wrong); what must hold is that the
+    result is valid, grounded in the data, and audited with the mind that produced each part.
+    """
+    from poise.agents.audit import Journal
+    from poise.agents.brain import LLMBrain
+    from poise.agents.graph import plan_only
+    from poise.settings import get_settings
+    from tests.conftest import DATA
+
+    brain = LLMBrain(LLMSettings(base_url=local_server.base_url, model="smollm2-135m", timeout_seconds=60,
+                                 retries=0, max_tokens=300))
+    result = plan_only("predict target in the diabetes table, optimise average precision, two minutes",
+                       str(DATA / "pima_diabetes.csv"), brain=brain)
+    assert result["task"]["target"] == "target"  # the only label column; anything else is repaired
+    assert result["task"]["budget_seconds"] == 120  # stated in the text, so the text decides
+    assert {"none", "class_weight"} <= set(result["plan"]["search"]["strategies"])
+    events = Journal(get_settings().home / "runs.db").events(result["run_id"])
+    for event in (e for e in events if e.step in ("understand", "plan")):
+        # either the model decided, or the rules did and the audit says why the model could not
+        assert event.mind.startswith("llm:") or event.repairs[0].startswith("answered by the rules: llm:")

@@ -38,9 +38,10 @@ def run_command(
     lifecycle = _lifecycle()
     with console.status("understanding, profiling and planning…"):
         view = lifecycle.start(text, str(data) if data else None, auto_approve=auto_approve)
-    if view.pending is not None and not as_json and sys.stdin.isatty() and sys.stdout.isatty():
+    if view.pending is not None and not as_json:
         _show_plan(view)
-        view = _ask(lifecycle, view)
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            view = _ask(lifecycle, view)
     _report(view, as_json)
 
 
@@ -217,8 +218,8 @@ def _print_plan(task, plan) -> None:  # noqa: ANN001
                  f" {task.budget_seconds:g} s; seed {task.seed}")
     stdout.print("[bold]data steps[/]:" if plan.data_steps else "[bold]data steps[/]: none")
     for step in plan.data_steps:
-        what = f"{step.op} of {' and '.join(step.inputs)}" if step.action == "derive" else ""
-        stdout.print(f"  {step.action} [cyan]{step.column}[/] {what}: {step.reason}", highlight=False)
+        what = f" = {step.op} of {' and '.join(step.inputs)}" if step.action == "derive" else ""
+        stdout.print(f"  {step.action} [cyan]{step.column}[/]{what}: {step.reason}", highlight=False)
     stdout.print(f"[bold]search[/]: {', '.join(plan.search.strategies)}\n  × {', '.join(plan.search.models)}\n"
                  f"  {plan.cv_folds}-fold stratified CV, {plan.budget_seconds:g} s, up to {plan.ensemble_size} "
                  "candidates blended")
