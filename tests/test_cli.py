@@ -6,13 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from poise.contracts import METRICS
-from tests.conftest import AI4I
+from tests.conftest import AI4I, DATA
 
 POISE = [sys.executable, "-m", "poise.cli.main"]
 
@@ -104,6 +103,14 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
     assert done.returncode == 2 and "no such file" in done.stderr
 
 
-def test_nothing_is_written_into_the_working_directory(trained_ai4i, tmp_path):
-    poise("models")
-    assert not (Path.cwd() / "mlruns").exists() and not (Path.cwd() / "mlflow.db").exists()
+def test_nothing_is_written_into_the_working_directory_or_home(tmp_path):
+    """MLflow, Optuna, torch and friends keep to POISE_HOME: not ./mlruns, not ~/.anything."""
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    done = subprocess.run([*POISE, "train", str(DATA / "pima_diabetes.csv"), "--target", "target", "--budget", "5",
+                           "--name", "pima-cwd", "--json"], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert list(work.iterdir()) == [] and list(home.iterdir()) == []

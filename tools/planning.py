@@ -68,6 +68,7 @@ def default_plan(task: TaskSpec, profile: DataProfile) -> Plan:
             rationale.append(f"skip {name}: no categorical columns")
             continue
         strategies.append(name)
+    rationale += _why_searched(strategies, profile, fit_minority)
     steps = data_steps(profile)  # each carries its own reason
     return Plan(
         data_steps=steps,
@@ -77,6 +78,31 @@ def default_plan(task: TaskSpec, profile: DataProfile) -> Plan:
         gates=default_gates(task, profile),
         rationale=rationale,
     )
+
+
+def _why_searched(strategies: list[str], profile: DataProfile, fit_minority: int) -> list[str]:
+    """One line of reason per group of strategies the plan keeps."""
+    kinds = {name: STRATEGIES[name].kind for name in strategies}
+    samplers = [n for n, k in kinds.items() if k == "sampler"]
+    lines = []
+    if samplers:
+        lines.append(f"samplers ({', '.join(samplers)}): each training fold keeps {fit_minority} minority rows, "
+                     "enough for k-NN oversampling; resampling runs inside the CV folds only")
+    if "smote_nc" in strategies:
+        lines.append("smote_nc: the table mixes categorical and numeric columns; it interpolates numbers and "
+                     "votes on categories instead of averaging one-hot codes")
+    if "qc_smote" in strategies:
+        overlap = max((c.separation or 0.5) for c in profile.columns)
+        lines.append(f"qc_smote: no single column separates the classes well (best ROC-AUC {overlap:.2f}), so they "
+                     "overlap; QC-SMOTE keeps synthetic points out of majority regions" if overlap < 0.9 else
+                     "qc_smote: quality-controlled SMOTE, kept as a candidate beside plain SMOTE")
+    ensembles = [n for n, k in kinds.items() if k == "ensemble"]
+    if ensembles:
+        lines.append(f"balanced ensembles ({', '.join(ensembles)}): each member sees a balanced sample; strong "
+                     "when the minority is small")
+    if "focal_loss" in strategies:
+        lines.append("focal_loss: the MLP can down-weight the many easy majority rows")
+    return lines
 
 
 def with_derived_features(
