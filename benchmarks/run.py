@@ -179,10 +179,11 @@ def table(scores: list[Score], budget: float, command: str) -> str:
     poise_time = df[df.system == "poise"].groupby("dataset")["seconds"].agg(["mean", "max"])
     if len(poise_time):
         lines += ["## poise wall time against its budget", "",
-                  "| dataset | mean s | max s | budget s | max overrun |", "|---|---:|---:|---:|---:|"]
+                  "Search, refit and derived-feature judging, per fit; the budget covers all of them.", "",
+                  "| dataset | mean s | max s | budget s | max / budget |", "|---|---:|---:|---:|---:|"]
         for dataset, row in poise_time.iterrows():
             lines.append(f"| {dataset} | {row['mean']:.1f} | {row['max']:.1f} | {budget:.0f} | "
-                         f"{max(row['max'] - budget, 0):+.1f} s ({row['max'] / budget - 1:+.1%}) |")
+                         f"{row['max'] / budget:.3f} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -195,7 +196,15 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
     parser.add_argument("--datasets", nargs="+", default=None, help="file stems to run (default: all)")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
+    parser.add_argument("--render", type=Path, default=None,
+                        help="re-render the table from a results .csv of an earlier run (runs nothing)")
+    parser.add_argument("--command", default=None, help="with --render: the command that made the .csv")
     args = parser.parse_args()
+    if args.render is not None:
+        scores = [Score(**row) for row in pd.read_csv(args.render).to_dict("records")]
+        args.out.write_text(table(scores, args.budget, args.command or "python benchmarks/run.py"))
+        print(args.out.read_text())
+        return
     scores = run(args.data, args.budget, args.splits, args.systems, args.datasets)
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
     args.out.write_text(table(scores, args.budget, command))

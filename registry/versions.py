@@ -95,6 +95,34 @@ def promote(model_name: str, version: str | int) -> str | None:
     return current
 
 
+def rollback(model_name: str) -> tuple[str, str]:
+    """Point ``@champion`` at ``@previous`` and ``@previous`` at the old champion.
+
+    Returns ``(from_version, to_version)``. Champion moves first: a server polling in between
+    sees the version it is meant to serve, never a missing alias.
+    """
+    import mlflow
+
+    resolve(model_name)  # a clear error for an unknown name
+    current = alias_version(model_name, CHAMPION)
+    previous = alias_version(model_name, PREVIOUS)
+    if current is None:
+        raise ModelNotFoundError(f"model {model_name!r} has no @champion to roll back from",
+                                 f"promote a version first: poise promote {model_name} VERSION")
+    if previous is None:
+        raise ModelNotFoundError(
+            f"model {model_name!r} has no @previous version to roll back to",
+            f"a rollback needs an earlier champion; pick a version yourself: poise promote {model_name} VERSION",
+        )
+    if previous == current:
+        raise ModelNotFoundError(f"@previous and @champion of {model_name!r} are both v{current}",
+                                 f"pick the version to serve: poise promote {model_name} VERSION")
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(model_name, CHAMPION, previous)
+    client.set_registered_model_alias(model_name, PREVIOUS, current)
+    return current, previous
+
+
 def alias_version(model_name: str, alias: str) -> str | None:
     import mlflow
     from mlflow.exceptions import MlflowException

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from poise import __version__
-from poise.cli import models, runs, train
+from poise.cli import models, runs, serve, train
 
 app = typer.Typer(
     name="poise",
@@ -17,6 +17,7 @@ app = typer.Typer(
 train.register(app)
 runs.register(app)
 models.register(app)
+serve.register(app)
 
 
 def _version(value: bool) -> None:
