@@ -13,8 +13,6 @@ HTTP 422 with ``{"detail": {"problem": ..., "fix": ...}}``, never a 500.
 
 from __future__ import annotations
 
-import csv
-import io
 import ipaddress
 import logging
 import os
@@ -434,11 +432,12 @@ def _read_csv(body: bytes, content_type: str) -> pd.DataFrame:
     """The uploaded table: the ``file`` part of a multipart form, or the body itself."""
     if content_type.lower().startswith("multipart/form-data"):
         body = _file_part(body, content_type)
-    text = _decode(body)
-    if not text.strip():
+    from poise.tools.data import read_csv_bytes
+
+    if not body.strip():
         raise HTTPException(422, detail={"problem": "the CSV is empty", "fix": "upload a header row and some rows"})
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=_delimiter(text[:65536]))
+        frame = read_csv_bytes(body)
     except (ValueError, pd.errors.ParserError) as exc:
         raise HTTPException(422, detail={"problem": f"could not read the CSV: {exc}",
                                          "fix": "upload a well-formed CSV with a header row"}) from None
@@ -461,20 +460,6 @@ def _file_part(body: bytes, content_type: str) -> bytes:
             return part.get_payload(decode=True) or b""
     raise HTTPException(422, detail={"problem": "the multipart upload has no file part",
                                      "fix": "send the CSV in a form field named 'file' (curl -F file=@rows.csv)"})
-
-
-def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
-def _delimiter(sample: str) -> str:
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return ","
 
 
 def _as_class(card: Any, label: Label | None) -> Label:

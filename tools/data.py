@@ -12,6 +12,7 @@ import csv
 import difflib
 import gzip
 import hashlib
+import io
 import lzma
 import re
 from dataclasses import dataclass
@@ -68,13 +69,23 @@ def _read_csv(path: Path, suffixes: list[str]) -> pd.DataFrame:
     if b"\x00" in raw[:4096]:
         raise DataError(f"{path.name} looks binary, not like a CSV", "pass a CSV, CSV.GZ or Parquet file")
     encoding, text = _decode(raw)
+    return pd.read_csv(path, sep=_delimiter(text), encoding=encoding, compression="infer", low_memory=False)
+
+
+def read_csv_bytes(raw: bytes) -> pd.DataFrame:
+    """A CSV held in memory (an upload), with its encoding and delimiter sniffed as ``load_table`` does."""
+    _, text = _decode(raw)
+    return pd.read_csv(io.StringIO(text), sep=_delimiter(text), low_memory=False)
+
+
+def _delimiter(text: str) -> str:
     sample = "\n".join(text.splitlines()[:50])
     try:
-        delimiter = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+        return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
     except csv.Error:
-        counts = {d: sample.splitlines()[0].count(d) for d in _DELIMITERS}
-        delimiter = max(counts, key=counts.get) if max(counts.values()) else ","
-    return pd.read_csv(path, sep=delimiter, encoding=encoding, compression="infer", low_memory=False)
+        first = sample.splitlines()[0] if sample else ""
+        counts = {d: first.count(d) for d in _DELIMITERS}
+        return max(counts, key=counts.get) if max(counts.values()) else ","
 
 
 def _decode(raw: bytes) -> tuple[str, str]:
