@@ -115,7 +115,7 @@ class _Nodes:
 
     def profile(self, state: LifecycleState) -> dict:
         task = TaskSpec.model_validate(state["task"])
-        profile, _ = training_part(task)
+        profile = training_profile(task)
         self._audit(state, "profile", None, f"{profile.n_rows} training rows, minority {profile.minority_share:.2%}, "
                     f"{sum(c.is_identifier for c in profile.columns)} identifier(s), "
                     f"{sum(c.is_leak for c in profile.columns)} likely leak(s)",
@@ -194,16 +194,23 @@ class _Nodes:
         return {"status": status}
 
 
-def training_part(task: TaskSpec):  # noqa: ANN201 - (DataProfile, LabelledTable)
-    """The profile of the training part, and the part itself (the same split training will make)."""
+def training_part(task: TaskSpec):  # noqa: ANN201 - (table, LabelledTable)
+    """The whole table and its training part: the same split training will make, holdout left aside."""
     from poise.tools import data
 
     frame = data.load_table(task.data)
     table = data.prepare_target(frame, task.target, task.positive_label)
     train_part, _ = data.split_holdout(table, 0.2, task.seed)
+    return frame, train_part
+
+
+def training_profile(task: TaskSpec) -> DataProfile:
+    """The profile of the training part only."""
+    from poise.tools import data
+
+    frame, part = training_part(task)
     target = data.resolve_column(frame, task.target, "target column")
-    profile = data.profile_table(train_part, source=task.data, target=target, data_fingerprint=data.fingerprint(frame))
-    return profile, train_part
+    return data.profile_table(part, source=task.data, target=target, data_fingerprint=data.fingerprint(frame))
 
 
 def judge_derived_features(plan: Plan, task: TaskSpec, profile: DataProfile) -> Plan:

@@ -13,12 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 from pydantic import BaseModel, Field
-
-try:  # the pyfunc base class; importing mlflow.pyfunc is cheap next to the model itself
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover - mlflow is a hard dependency
-    PythonModel = object  # type: ignore[misc,assignment]
 
 from poise.contracts import Label
 from poise.errors import PoiseError
