@@ -65,7 +65,7 @@ class RuleBrain:
             strategies=list(baseline.search.strategies),
             models=list(baseline.search.models),
             cv_folds=baseline.cv_folds,
-            rationale=[line[:300] for line in baseline.rationale[:12]],
+            rationale=[line[:300] for line in baseline.rationale[:20]],
         )
         return Thought(draft, self.mind, time.perf_counter() - started)
 

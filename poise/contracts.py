@@ -280,7 +280,7 @@ class PlanDraft(_Contract):
     strategies: list[str] = Field(default_factory=list, max_length=20, description="Imbalance strategy names.")
     models: list[str] = Field(default_factory=list, max_length=10, description="Model family names.")
     cv_folds: int | None = Field(default=None, ge=2, le=10)
-    rationale: list[str] = Field(default_factory=list, max_length=12)
+    rationale: list[str] = Field(default_factory=list, max_length=20)
 
 
 Mind = str  # "rules", or "llm:<model name>"

@@ -69,6 +69,7 @@ def default_plan(task: TaskSpec, profile: DataProfile) -> Plan:
             continue
         strategies.append(name)
     rationale += _why_searched(strategies, profile, fit_minority)
+    rationale += _how_encoded(profile)
     steps = data_steps(profile)  # each carries its own reason
     return Plan(
         data_steps=steps,
@@ -78,6 +79,25 @@ def default_plan(task: TaskSpec, profile: DataProfile) -> Plan:
         gates=default_gates(task, profile),
         rationale=rationale,
     )
+
+
+def _how_encoded(profile: DataProfile) -> list[str]:
+    """What the preprocessing inside every candidate pipeline does with these columns, and why."""
+    usable = [c for c in profile.columns if not (c.is_identifier or c.is_leak or c.is_constant)]
+    numeric = [c for c in usable if c.kind == "numeric"]
+    categorical = [c for c in usable if c.kind in ("categorical", "boolean", "text")]
+    with_missing = [c.name for c in usable if c.n_missing]
+    lines = []
+    if numeric:
+        lines.append(f"{len(numeric)} numeric column(s): median imputation with missing-value indicators, then "
+                     "standardised (k-NN samplers, linear models and the MLP need comparable scales)")
+    if categorical:
+        lines.append(f"{len(categorical)} categorical column(s): one-hot encoded, categories under 5 rows grouped, "
+                     "missing kept as its own category, unseen categories tolerated at prediction time")
+    if with_missing:
+        lines.append(f"missing values in {', '.join(with_missing[:8])}: imputed inside each training fold, never "
+                     "from validation or holdout rows")
+    return lines
 
 
 def _why_searched(strategies: list[str], profile: DataProfile, fit_minority: int) -> list[str]:
