@@ -12,7 +12,7 @@ before it can reach an action.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -80,7 +80,7 @@ class TaskDraft(_Contract):
     """What a Brain understood from the user's words. Every field may be missing; the guardrails
     check it against the data and turn it into a TaskSpec."""
 
-    data: str | None = Field(default=None, max_length=4096, description="Path of the table, as written.")
+    data: str | None = Field(default=None, max_length=1024, description="Path of the table, as written.")
     target: str | None = Field(default=None, max_length=512, description="Column to predict, as written.")
     positive_label: Label | None = Field(default=None, description="The class to catch, if stated.")
     metric: Metric | None = None
@@ -271,16 +271,21 @@ class DerivedFeature(_Contract):
     reason: str = Field(max_length=300)
 
 
+#: Bounded strings for what an LLM writes: a schema-guided decoder stops at the bound.
+ShortName = Annotated[str, Field(max_length=40)]
+Sentence = Annotated[str, Field(max_length=300)]
+
+
 class PlanDraft(_Contract):
     """What a Brain proposes as the plan. Bounded everywhere: it is what an LLM fills in, and the
     guardrails check every entry against the data and the registries before it becomes a Plan."""
 
     drop: list[ColumnDrop] = Field(default_factory=list, max_length=50)
     derive: list[DerivedFeature] = Field(default_factory=list, max_length=8)
-    strategies: list[str] = Field(default_factory=list, max_length=20, description="Imbalance strategy names.")
-    models: list[str] = Field(default_factory=list, max_length=10, description="Model family names.")
+    strategies: list[ShortName] = Field(default_factory=list, max_length=20, description="Imbalance strategy names.")
+    models: list[ShortName] = Field(default_factory=list, max_length=10, description="Model family names.")
     cv_folds: int | None = Field(default=None, ge=2, le=10)
-    rationale: list[str] = Field(default_factory=list, max_length=20)
+    rationale: list[Sentence] = Field(default_factory=list, max_length=20)
 
 
 Mind = str  # "rules", or "llm:<model name>"
