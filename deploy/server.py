@@ -128,27 +128,12 @@ def load_version(name: str, version: str) -> Serving:
 
 def _version_facts(loaded: versions.LoadedModel) -> dict[str, Any]:
     """What ``/model`` reports, read once at load time so the endpoint never touches the registry."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    entry = client.get_model_version(loaded.name, loaded.version)
-    tags = dict(entry.tags)
-    metrics = {}
-    for key, value in tags.items():
-        if key.startswith("holdout."):
-            try:
-                metrics[key.removeprefix("holdout.")] = float(value)
-            except ValueError:
-                continue
-    trained_at = None
-    if entry.run_id:
-        run = client.get_run(entry.run_id)
-        trained_at = _iso_ms(run.info.end_time or run.info.start_time)
+    facts = versions.describe(loaded.name, loaded.version)
     card = loaded.card
     return {
         "name": loaded.name, "version": loaded.version, "alias": versions.CHAMPION,
-        "created_at": _iso_ms(entry.creation_timestamp), "trained_at": trained_at, "run_id": entry.run_id,
-        "holdout_metrics": metrics, "metric": card.metric or tags.get("metric"),
+        "created_at": facts["created_at"], "trained_at": facts["trained_at"], "run_id": facts["run_id"],
+        "holdout_metrics": facts["holdout_metrics"], "metric": card.metric or facts["tags"].get("metric"),
         "threshold": card.threshold, "strategy": card.strategy, "estimator": card.estimator,
         "target": card.target, "positive_label": card.positive_label, "negative_label": card.negative_label,
         "features": card.features, "numeric": card.numeric, "categorical": card.categorical,
@@ -542,10 +527,6 @@ def _problem(exc: PoiseError) -> dict[str, str | None]:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _iso_ms(stamp: int | None) -> str | None:
-    return None if stamp is None else datetime.fromtimestamp(stamp / 1000, UTC).isoformat(timespec="seconds")
 
 
 # --- running it ------------------------------------------------------------------------------------------------

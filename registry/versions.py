@@ -203,6 +203,33 @@ def load(ref: str) -> LoadedModel:
     return LoadedModel(name, version, model.card, model)
 
 
+def describe(model_name: str, version: str) -> dict[str, Any]:
+    """One version's registry facts: run, creation and training times, and its holdout metrics (from its tags)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    entry = client.get_model_version(model_name, version)
+    tags = dict(entry.tags)
+    metrics = {}
+    for key, value in tags.items():
+        if key.startswith("holdout."):
+            try:
+                metrics[key.removeprefix("holdout.")] = float(value)
+            except ValueError:
+                continue
+    trained_at = None
+    if entry.run_id:
+        info = client.get_run(entry.run_id).info
+        trained_at = _iso_ms(info.end_time or info.start_time)
+    return {"run_id": entry.run_id, "created_at": _iso_ms(entry.creation_timestamp), "trained_at": trained_at,
+            "tags": tags, "holdout_metrics": metrics}
+
+
+def _iso_ms(stamp: int | None) -> str | None:
+    """An MLflow millisecond timestamp as ISO 8601 UTC."""
+    return None if stamp is None else pd.Timestamp(stamp, unit="ms", tz="UTC").isoformat()
+
+
 def list_models() -> list[dict[str, Any]]:
     """Every registered model with its versions, aliases and headline metrics."""
     import mlflow
@@ -220,7 +247,7 @@ def list_models() -> list[dict[str, Any]]:
                     "version": str(v.version),
                     "aliases": sorted(aliases_of.get(str(v.version), [])),
                     "run_id": v.run_id,
-                    "created_at": pd.Timestamp(v.creation_timestamp, unit="ms", tz="UTC").isoformat(),
+                    "created_at": _iso_ms(v.creation_timestamp),
                     "tags": dict(v.tags),
                 }
             )
