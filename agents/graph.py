@@ -1,4 +1,4 @@
-"""The lifecycle graph: understand → profile → plan → approve → train → gate.
+"""The lifecycle graph: understand → profile → plan → approve → train → gate → deploy.
 
 State is the contracts (as JSON), checkpointed in SQLite under ``POISE_HOME`` after every
 step, so a run outlives its process: approval can come from another process days later,
@@ -34,6 +34,7 @@ class LifecycleState(TypedDict, total=False):
 
 
 AWAITING_APPROVAL = "awaiting approval"
+FINISHED = ("deployed", "not deployed", "gated out", "rejected")
 
 
 def build_lifecycle_graph(brain: Brain, journal: Journal, settings: Settings, checkpointer: Any,
@@ -49,6 +50,7 @@ def build_lifecycle_graph(brain: Brain, journal: Journal, settings: Settings, ch
     graph.add_node("approve", nodes.step(AWAITING_APPROVAL, nodes.approve))
     graph.add_node("train", nodes.step("training", nodes.train))
     graph.add_node("gate", nodes.step("gating", nodes.gate))
+    graph.add_node("deploy", nodes.step("deploying", nodes.deploy))
     graph.add_edge(START, "understand")
     graph.add_edge("understand", "profile")
     graph.add_edge("profile", "plan")
@@ -56,7 +58,8 @@ def build_lifecycle_graph(brain: Brain, journal: Journal, settings: Settings, ch
     graph.add_conditional_edges("approve", lambda s: "train" if s["decision"]["action"] != "reject" else END,
                                 ["train", END])
     graph.add_edge("train", "gate")
-    graph.add_edge("gate", END)
+    graph.add_conditional_edges("gate", lambda s: "deploy" if s["gate"]["passed"] else END, ["deploy", END])
+    graph.add_edge("deploy", END)
     return graph.compile(checkpointer=checkpointer, interrupt_before=interrupt_before)
 
 
@@ -168,30 +171,54 @@ class _Nodes:
         return update
 
     def train(self, state: LifecycleState) -> dict:
-        from poise.pipelines.train import train
+        from poise.pipelines.train import train_flow
 
         task = TaskSpec.model_validate(state["task"])
         plan = Plan.model_validate(state["plan"])
-        outcome = train(task, plan, promote_if_passed=False, settings=self.settings)
+        outcome = train_flow(task, plan)
         c = outcome.candidate
         self._audit(state, "train", None, f"registered {c.model_name} v{c.version}: {c.strategy}/{c.estimator}, "
                     f"holdout {c.metric} {c.holdout_metrics[c.metric]:.4f}", mind="search",
-                    inputs={"run_id": c.run_id, "n_trials": c.n_trials}, output=c.model_dump(mode="json"))
+                    inputs={"run_id": c.run_id, "n_trials": c.n_trials, "flow_run_id": outcome.flow_run_id},
+                    output=c.model_dump(mode="json"))
         self.journal.set_status(state["run_id"], "training", model=c.model_name, version=c.version)
         return {"candidate": c.model_dump(mode="json"), "gate": outcome.gate.model_dump(mode="json")}
 
     def gate(self, state: LifecycleState) -> dict:
-        from poise.registry.tracking import log_json
-
         gate = GateReport.model_validate(state["gate"])
-        candidate = Candidate.model_validate(state["candidate"])
-        status = "deploy-ready" if gate.passed else "gated out"
+        status = "passed the gates" if gate.passed else "gated out"
         self._audit(state, "gate", None, f"{status}: " + "; ".join(gate.reasons), mind="gates",
                     output=gate.model_dump(mode="json"))
         self.journal.set_status(state["run_id"], status, "; ".join(gate.reasons)[:1000])
-        if candidate.run_id:
-            log_json(candidate.run_id, "audit.json", self.journal.events(state["run_id"]))
+        if not gate.passed:
+            self._log_audit(state)
         return {"status": status}
+
+    def deploy(self, state: LifecycleState) -> dict:
+        """The approved plan's gates passed: promotion follows (the deploy flow)."""
+        from poise.pipelines.deploy import deploy_flow
+
+        candidate = Candidate.model_validate(state["candidate"])
+        outcome = deploy_flow(candidate.model_name, candidate.version, GateReport.model_validate(state["gate"]))
+        if outcome.promoted:
+            was = f" (was v{outcome.previous}, now @previous)" if outcome.previous else ""
+            summary, status = f"{candidate.model_name}@champion → v{candidate.version}{was}", "deployed"
+        else:
+            summary, status = "not promoted: " + "; ".join(outcome.reasons), "not deployed"
+        self._audit(state, "deploy", None, summary, mind="policy",
+                    inputs={"flow_run_id": outcome.flow_run_id, "approved_by": state["decision"].get("approver")},
+                    output={"promoted": outcome.promoted, "previous": outcome.previous, "servers": outcome.servers})
+        self.journal.set_status(state["run_id"], status, summary[:1000])
+        self._log_audit(state)
+        return {"status": status}
+
+    def _log_audit(self, state: LifecycleState) -> None:
+        """Keep the run's audit trail beside the model it produced."""
+        from poise.registry.tracking import log_json
+
+        run_id = state.get("candidate", {}).get("run_id")
+        if run_id:
+            log_json(run_id, "audit.json", self.journal.events(state["run_id"]))
 
 
 def training_part(task: TaskSpec):  # noqa: ANN201 - (table, LabelledTable)
@@ -200,7 +227,7 @@ def training_part(task: TaskSpec):  # noqa: ANN201 - (table, LabelledTable)
 
     frame = data.load_table(task.data)
     table = data.prepare_target(frame, task.target, task.positive_label)
-    train_part, _ = data.split_holdout(table, 0.2, task.seed)
+    train_part, _ = data.split_holdout(table, 0.2)
     return frame, train_part
 
 
@@ -283,7 +310,7 @@ class Lifecycle:
         if view.pending is not None:
             raise PoiseError(f"run {run_id} is waiting for approval, not stuck",
                              f"poise approve {run_id}  (or poise reject {run_id} --reason ...)")
-        if view.status in ("deploy-ready", "gated out", "rejected"):
+        if view.status in FINISHED:
             raise PoiseError(f"run {run_id} has finished ({view.status})", f"see poise show {run_id}")
         return self._invoke(run_id, None)
 

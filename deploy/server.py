@@ -559,4 +559,12 @@ def serve(model_name: str | None = None, host: str = "127.0.0.1", port: int = 80
         log.setLevel(logging.INFO)
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    from poise.registry import servers
+
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - naming, not binding
+    url = f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
+    note = servers.announce(get_settings().home, url, app.state.holder.name)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        servers.withdraw(note)

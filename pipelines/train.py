@@ -1,22 +1,30 @@
-"""Training end to end: load → split → profile → plan → search → evaluate → register → gate.
+"""Training as a Prefect flow: load → profile → plan → search → refit → evaluate → register → compare.
 
-Contracts in, contracts out. The holdout is split off first and scored once, by the
-final model; the champion (if any) is scored on the same holdout for the gate.
+Contracts in, contracts out; the flow never asks the Brain anything. The holdout is split
+off first and scored once, by the final model; the champion (if any) is scored on the same
+holdout, so the gate compares like with like. Promotion is not part of training: it is the
+deploy flow's job (``poise.pipelines.deploy``).
+
+On the embedded default Prefect runs the flow through a temporary local server under
+``POISE_HOME``; with ``PREFECT_API_URL`` set, the same flow reports to that server. The
+MLflow run and the flow run point at each other (tags on one side, an artifact on the other).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from poise.contracts import Candidate, DataProfile, GateReport, Plan, TaskSpec
 from poise.errors import DataError, PoiseError
-from poise.settings import Settings, get_settings
-
-StageCallback = Callable[[str], None]
+from poise.pipelines import runtime
+from poise.settings import get_settings
 
 
 @dataclass
@@ -27,6 +35,19 @@ class TrainingOutcome:
     gate: GateReport
     promoted: bool
     seconds: float
+    flow_run_id: str | None = None
+
+
+@dataclass
+class Split:
+    """The table, and its training and holdout parts (the holdout set aside before anything else)."""
+
+    frame: Any
+    target: str
+    positive_label: Any
+    negative_label: Any
+    train: Any  # LabelledTable
+    holdout: Any  # LabelledTable
 
 
 def default_model_name(data: str) -> str:
@@ -35,144 +56,221 @@ def default_model_name(data: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-").lower() or "model"
 
 
+def named(task_spec: TaskSpec) -> TaskSpec:
+    """The task with its registered model name filled in."""
+    if task_spec.model_name:
+        return task_spec
+    return task_spec.model_copy(update={"model_name": default_model_name(task_spec.data)})
+
+
 def train(
-    task: TaskSpec,
+    task_spec: TaskSpec,
     plan: Plan | None = None,
     *,
     promote_if_passed: bool = True,
-    settings: Settings | None = None,
-    on_stage: StageCallback | None = None,
-    on_trial: Callable | None = None,
+    on_stage: Any = None,
+    on_trial: Any = None,
 ) -> TrainingOutcome:
-    """Run the whole training for ``task``; ``plan`` defaults to the data-driven plan."""
-    from poise.tools import data, planning  # the rest of the stack loads once the data has been read
+    """Train (the train flow) and, when the candidate passes its gates, deploy it (the deploy flow)."""
+    from poise.pipelines.deploy import deploy_flow
 
-    settings = settings or get_settings()
-    started = time.monotonic()
-    stage = on_stage or (lambda _: None)
-    if task.budget_seconds > settings.max_budget_seconds:
-        raise PoiseError(
-            f"a budget of {task.budget_seconds:.0f} s is above this installation's cap of "
-            f"{settings.max_budget_seconds:.0f} s",
-            "ask for less time, or raise POISE_MAX_BUDGET_SECONDS",
+    with runtime.observing(on_stage, on_trial):
+        outcome = train_flow(named(task_spec), plan)
+        if promote_if_passed and outcome.gate.passed:
+            deployed = deploy_flow(outcome.candidate.model_name, outcome.candidate.version, outcome.gate)
+            outcome.promoted = deployed.promoted
+    return outcome
+
+
+# ---------------------------------------------------------------------- tasks
+@task(name="load data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
+      retry_condition_fn=runtime.retry_if_transient)
+def load_data(task_spec: TaskSpec, holdout_fraction: float) -> Split:
+    from poise.tools import data
+
+    runtime.stage("loading data")
+    frame = data.load_table(task_spec.data)
+    table = data.prepare_target(frame, task_spec.target, task_spec.positive_label)
+    train_part, holdout = data.split_holdout(table, holdout_fraction)
+    target = data.resolve_column(frame, task_spec.target, "target column")
+    return Split(frame, target, table.positive_label, table.negative_label, train_part, holdout)
+
+
+@task(name="profile the training part", cache_policy=NO_CACHE)
+def profile_training_part(task_spec: TaskSpec, split: Split) -> DataProfile:
+    from poise.tools import data
+
+    runtime.stage("profiling the training part")
+    return data.profile_table(split.train, source=task_spec.data, target=split.target,
+                              data_fingerprint=data.fingerprint(split.frame))
+
+
+@task(name="plan from the data", cache_policy=NO_CACHE)
+def plan_from_data(task_spec: TaskSpec, profile: DataProfile, split: Split) -> Plan:
+    from poise.tools import planning
+
+    runtime.stage("planning")
+    return planning.plan_with_data(task_spec, profile, split.train.features, split.train.y)
+
+
+@task(name="search strategies and models", cache_policy=NO_CACHE)
+def search_candidates(task_spec: TaskSpec, plan: Plan, split: Split, columns: Any, run: Any) -> Any:
+    from poise.tools.search import explore
+
+    runtime.stage("searching")
+    on_trial = runtime.trial_observer()
+
+    def log_trial(record: Any) -> None:
+        run.log_trial(
+            record.number,
+            params={"strategy": record.strategy, "estimator": record.estimator, **record.params},
+            metrics={"cv_score": record.score if record.score is not None else float("nan"),
+                     "seconds": record.seconds, **{f"fold_{i}": s for i, s in enumerate(record.fold_scores)}},
+            tags={"state": record.state, **({"note": record.note} if record.note else {})},
         )
-    model_name = task.model_name or default_model_name(task.data)
+        if on_trial is not None:
+            on_trial(record)
 
-    stage("loading data")
-    frame = data.load_table(task.data)
-    table = data.prepare_target(frame, task.target, task.positive_label)
-    train_part, holdout = data.split_holdout(table, plan.holdout_fraction if plan else 0.2, task.seed)
-    stage("profiling the training part")
-    target = data.resolve_column(frame, task.target, "target column")
-    profile = data.profile_table(train_part, source=task.data, target=target,
-                                 data_fingerprint=data.fingerprint(frame))
-    if plan is None:
-        stage("planning")
-        plan = planning.plan_with_data(task, profile, train_part.features, train_part.y)
+    return explore(split.train.features, split.train.y, task_spec, plan, columns,
+                   storage=get_settings().optuna_storage, study_name=f"{task_spec.model_name}-{run.run_id}",
+                   on_trial=log_trial)
 
-    from poise.registry import tracking, versions
-    from poise.registry.model import ModelCard
+
+@task(name="refit the winner on all training rows", cache_policy=NO_CACHE)
+def refit_winner(exploration: Any) -> Any:
+    runtime.stage("refitting the winner")
+    return exploration.refit()
+
+
+@task(name="evaluate on the holdout", cache_policy=NO_CACHE)
+def evaluate_on_holdout(task_spec: TaskSpec, split: Split, result: Any, columns: Any, run: Any) -> Candidate:
     from poise.tools import metrics
-    from poise.tools.preprocess import FeatureColumns
-    from poise.tools.search import search
 
-    columns = FeatureColumns.from_plan(profile, plan)
-    if not columns.all:
-        raise DataError("no feature columns are left after the plan's data steps",
-                        "keep at least one column besides the target")
-
-    with tracking.search_run(settings, run_name=f"{model_name}-search",
-                             tags={"poise.model": model_name, "poise.fingerprint": profile.fingerprint}) as run:
-        run.log_params({"data": task.data, "target": target, "metric": task.metric, "seed": task.seed,
-                        "budget_seconds": plan.budget_seconds, "cv_folds": plan.cv_folds,
-                        "strategies": plan.search.strategies, "models": plan.search.models,
-                        "features": columns.all, **task.metric_params()})
-        for name, payload in (("task.json", task), ("profile.json", profile), ("plan.json", plan)):
-            run.log_json(name, payload)
-
-        def log_trial(record) -> None:  # noqa: ANN001
-            run.log_trial(
-                record.number,
-                params={"strategy": record.strategy, "estimator": record.estimator, **record.params},
-                metrics={"cv_score": record.score if record.score is not None else float("nan"),
-                         "seconds": record.seconds,
-                         **{f"fold_{i}": s for i, s in enumerate(record.fold_scores)}},
-                tags={"state": record.state, **({"note": record.note} if record.note else {})},
-            )
-            if on_trial is not None:
-                on_trial(record)
-
-        stage("searching")
-        result = search(train_part.features, train_part.y, task, plan, columns,
-                        storage=settings.optuna_storage, study_name=f"{model_name}-{run.run_id}",
-                        on_trial=log_trial)
-
-        stage("scoring the holdout")
-        proba = result.pipeline.predict_proba(holdout.features[columns.all])[:, 1]
-        holdout_metrics = metrics.all_metrics(holdout.y, proba, result.threshold, task.metric_params())
-        card = ModelCard(
-            target=target, positive_label=table.positive_label, negative_label=table.negative_label,
-            threshold=result.threshold, numeric=columns.numeric, categorical=columns.categorical,
-            datetime=columns.datetime, ignored=[c for c in frame.columns if c not in columns.all and c != target],
-            strategy=result.strategy, estimator=result.estimator, metric=task.metric,
-            members=[m.label for m in result.members],
-        )
-        candidate = Candidate(
-            model_name=model_name, run_id=run.run_id, strategy=result.strategy, estimator=result.estimator,
-            params=result.params, threshold=result.threshold, metric=task.metric, cv_score=result.cv_score,
-            cv_metrics=result.cv_metrics, holdout_metrics=holdout_metrics, n_trials=result.n_trials,
-            search_seconds=result.search_seconds + result.refit_seconds,
-            positive_label=table.positive_label, negative_label=table.negative_label, features=columns.all,
-        )
-        run.log_metrics(result.cv_metrics, prefix="cv.")
-        run.log_metrics(holdout_metrics, prefix="holdout.")
-        run.log_metrics({"n_trials": result.n_trials, "search_seconds": result.search_seconds,
-                         "refit_seconds": result.refit_seconds})
-        run.log_json("trials.json", [vars(r) for r in result.trials])
-        if result.skipped:
-            run.log_json("skipped_strategies.json", result.skipped)
-
-        stage("registering")
-        version = versions.register_model(
-            run, model_name, result.pipeline, card, train_part.features,
-            tags={"metric": task.metric, "strategy": result.strategy, "estimator": result.estimator,
-                  "threshold": f"{result.threshold:.6f}", "fingerprint": profile.fingerprint,
-                  **{f"holdout.{k}": f"{v:.6f}" for k, v in holdout_metrics.items()}},
-        )
-        candidate.version = version
-
-        stage("checking the gates")
-        gate = _gate(plan, task, candidate, holdout, versions)
-        run.log_json("gate.json", gate)
-        promoted = False
-        if gate.passed and promote_if_passed:
-            versions.promote(model_name, version)
-            promoted = True
-        run.set_tags({"poise.version": version, "poise.gate": "passed" if gate.passed else "failed",
-                      "poise.promoted": str(promoted).lower()})
-        run.log_json("candidate.json", candidate)
-    return TrainingOutcome(candidate, profile, plan, gate, promoted, time.monotonic() - started)
+    runtime.stage("scoring the holdout")
+    proba = result.pipeline.predict_proba(split.holdout.features[columns.all])[:, 1]
+    holdout_metrics = metrics.all_metrics(split.holdout.y, proba, result.threshold, task_spec.metric_params())
+    run.log_metrics(result.cv_metrics, prefix="cv.")
+    run.log_metrics(holdout_metrics, prefix="holdout.")
+    run.log_metrics({"n_trials": result.n_trials, "search_seconds": result.search_seconds,
+                     "refit_seconds": result.refit_seconds})
+    run.log_json("trials.json", [vars(r) for r in result.trials])
+    if result.skipped:
+        run.log_json("skipped_strategies.json", result.skipped)
+    return Candidate(
+        model_name=task_spec.model_name, run_id=run.run_id, strategy=result.strategy, estimator=result.estimator,
+        params=result.params, threshold=result.threshold, metric=task_spec.metric, cv_score=result.cv_score,
+        cv_metrics=result.cv_metrics, holdout_metrics=holdout_metrics, n_trials=result.n_trials,
+        search_seconds=result.search_seconds + result.refit_seconds,
+        positive_label=split.positive_label, negative_label=split.negative_label, features=columns.all,
+    )
 
 
-def _gate(plan: Plan, task: TaskSpec, candidate: Candidate, holdout, versions) -> GateReport:  # noqa: ANN001
+@task(name="register the model version", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
+      retry_condition_fn=runtime.retry_if_transient)
+def register_version(candidate: Candidate, split: Split, result: Any, columns: Any, profile: DataProfile,
+                     run: Any) -> str:
+    from poise.registry import versions
+    from poise.registry.model import ModelCard
+
+    runtime.stage("registering")
+    card = ModelCard(
+        target=split.target, positive_label=split.positive_label, negative_label=split.negative_label,
+        threshold=result.threshold, numeric=columns.numeric, categorical=columns.categorical,
+        datetime=columns.datetime,
+        ignored=[c for c in split.frame.columns if c not in columns.all and c != split.target],
+        strategy=result.strategy, estimator=result.estimator, metric=candidate.metric,
+        members=[m.label for m in result.members],
+    )
+    return versions.register_model(
+        run, candidate.model_name, result.pipeline, card, split.train.features,
+        tags={"metric": candidate.metric, "strategy": result.strategy, "estimator": result.estimator,
+              "threshold": f"{result.threshold:.6f}", "fingerprint": profile.fingerprint,
+              **{f"holdout.{k}": f"{v:.6f}" for k, v in candidate.holdout_metrics.items()}},
+    )
+
+
+@task(name="compare with the champion", cache_policy=NO_CACHE)
+def compare_with_champion(plan: Plan, task_spec: TaskSpec, candidate: Candidate, split: Split) -> GateReport:
     """The plan's gates, with the champion scored on this same holdout."""
+    from poise.registry import versions
     from poise.tools import metrics, planning
 
+    runtime.stage("checking the gates")
     champion_version = versions.alias_version(candidate.model_name, versions.CHAMPION)
     champion_metrics = None
     if champion_version is not None and plan.gates.must_beat_champion:
         champion = versions.load(f"{candidate.model_name}:{champion_version}")
         try:
-            scored = champion.predict(holdout.features, allow_extra=True)
+            scored = champion.predict(split.holdout.features, allow_extra=True)
         except PoiseError as exc:
             return GateReport(
-                passed=False, metric=task.metric, candidate_score=candidate.holdout_metrics[task.metric],
+                passed=False, metric=task_spec.metric, candidate_score=candidate.holdout_metrics[task_spec.metric],
                 champion_version=champion_version,
                 reasons=[f"the champion v{champion_version} cannot score this holdout ({exc.problem}); "
                          "train under another --name, or promote this version by hand"],
             )
         champion_metrics = metrics.all_metrics(
-            holdout.y, scored["proba"].to_numpy(), champion.card.threshold, task.metric_params()
+            split.holdout.y, scored["proba"].to_numpy(), champion.card.threshold, task_spec.metric_params()
         )
-    return planning.check_gates(plan.gates, task.metric, candidate.holdout_metrics, champion_metrics,
+    return planning.check_gates(plan.gates, task_spec.metric, candidate.holdout_metrics, champion_metrics,
                                 champion_version)
+
+
+# ---------------------------------------------------------------------- the flow
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    spec = flow_run.parameters.get("task_spec")
+    name = getattr(spec, "model_name", None) or (spec.get("model_name") if isinstance(spec, dict) else None)
+    return f"train-{name or 'model'}"
+
+
+@flow(name="poise-train", flow_run_name=_run_name, validate_parameters=False)
+def train_flow(task_spec: TaskSpec, plan: Plan | None = None) -> TrainingOutcome:
+    """Search, refit, evaluate and register a model for ``task_spec`` (the plan defaults to the data's own)."""
+    from poise.registry import tracking
+    from poise.tools.preprocess import FeatureColumns
+
+    settings = get_settings()
+    started = time.monotonic()
+    task_spec = named(TaskSpec.model_validate(task_spec))
+    plan = None if plan is None else Plan.model_validate(plan)
+    if task_spec.budget_seconds > settings.max_budget_seconds:
+        raise PoiseError(
+            f"a budget of {task_spec.budget_seconds:.0f} s is above this installation's cap of "
+            f"{settings.max_budget_seconds:.0f} s",
+            "ask for less time, or raise POISE_MAX_BUDGET_SECONDS",
+        )
+    split = load_data(task_spec, plan.holdout_fraction if plan else 0.2)
+    profile = profile_training_part(task_spec, split)
+    if plan is None:
+        plan = plan_from_data(task_spec, profile, split)
+    columns = FeatureColumns.from_plan(profile, plan)
+    if not columns.all:
+        raise DataError("no feature columns are left after the plan's data steps",
+                        "keep at least one column besides the target")
+
+    flow_run_id, flow_run_name, flow_run_url = runtime.flow_run()
+    model_name = task_spec.model_name
+    prefect_tags = {k: v for k, v in {"prefect.flow_run_id": flow_run_id, "prefect.flow_run_name": flow_run_name,
+                                      "prefect.flow_run_url": flow_run_url}.items() if v}
+    with tracking.search_run(settings, run_name=f"{model_name}-search",
+                             tags={"poise.model": model_name, "poise.fingerprint": profile.fingerprint,
+                                   **prefect_tags}) as run:
+        runtime.link_to_mlflow(run.run_id, settings.tracking_uri, run.experiment_id, model_name)
+        run.log_params({"data": task_spec.data, "target": split.target, "metric": task_spec.metric,
+                        "seed": task_spec.seed, "budget_seconds": plan.budget_seconds, "cv_folds": plan.cv_folds,
+                        "strategies": plan.search.strategies, "models": plan.search.models,
+                        "features": columns.all, **task_spec.metric_params()})
+        for name, payload in (("task.json", task_spec), ("profile.json", profile), ("plan.json", plan)):
+            run.log_json(name, payload)
+
+        exploration = search_candidates(task_spec, plan, split, columns, run)
+        result = refit_winner(exploration)
+        candidate = evaluate_on_holdout(task_spec, split, result, columns, run)
+        candidate.version = register_version(candidate, split, result, columns, profile, run)
+        gate = compare_with_champion(plan, task_spec, candidate, split)
+        run.log_json("gate.json", gate)
+        run.set_tags({"poise.version": candidate.version, "poise.gate": "passed" if gate.passed else "failed"})
+        run.log_json("candidate.json", candidate)
+    return TrainingOutcome(candidate, profile, plan, gate, False, time.monotonic() - started, flow_run_id)

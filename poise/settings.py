@@ -37,6 +37,11 @@ class Settings(BaseModel):
         default=6 * 3600, gt=0, le=MAX_BUDGET_SECONDS,
         description="No search may be given more time than this (POISE_MAX_BUDGET_SECONDS).",
     )
+    server_urls: list[str] = Field(
+        default_factory=list,
+        description="Model servers to tell about a promotion, comma-separated (POISE_SERVER_URLS); "
+                    "servers started with `poise serve` on this machine are found without it.",
+    )
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +53,7 @@ class Settings(BaseModel):
             optuna_storage=_env("POISE_OPTUNA_STORAGE") or f"sqlite:///{home / 'optuna.db'}",
             experiment=_env("POISE_EXPERIMENT", "poise"),
             max_budget_seconds=float(_env("POISE_MAX_BUDGET_SECONDS", str(6 * 3600))),
+            server_urls=[u.strip() for u in (_env("POISE_SERVER_URLS") or "").split(",") if u.strip()],
         )
 
 
@@ -71,18 +77,30 @@ def _keep_libraries_inside_home(settings: Settings) -> None:
     Only sets what the user has not set themselves.
     """
     defaults = {
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "GIT_PYTHON_REFRESH": "quiet",
         "PREFECT_HOME": str(settings.home / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
-        "DO_NOT_TRACK": "true",
         "TORCHINDUCTOR_CACHE_DIR": str(settings.home / "cache" / "torch"),
-        # OpenMP threads that spin while waiting make HistGradientBoosting ~50x slower on a
-        # busy machine (measured: 0.4 s alone, 33 s beside another process); passive waiting
-        # costs little when the machine is idle. Must be set before sklearn is imported.
-        "OMP_WAIT_POLICY": "PASSIVE",
     }
     for name, value in defaults.items():
         os.environ.setdefault(name, value)
+
+
+#: Library settings that must be in the environment before the library is first imported.
+_LIBRARY_DEFAULTS = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "GIT_PYTHON_REFRESH": "quiet",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+    # Flow runs keep their full log in Prefect (the UI, `prefect flow-run logs`); the console shows
+    # poise's own output, so a user's mistake is one clear message rather than Prefect's traceback.
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
+    "DO_NOT_TRACK": "true",
+    # OpenMP threads that spin while waiting make HistGradientBoosting ~50x slower on a
+    # busy machine (measured: 0.4 s alone, 33 s beside another process); passive waiting
+    # costs little when the machine is idle. Must be set before sklearn is imported.
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+for _name, _value in _LIBRARY_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
+if "PREFECT_HOME" not in os.environ:  # Prefect reads it once, possibly before get_settings() runs
+    os.environ["PREFECT_HOME"] = str(Path(_env("POISE_HOME", str(Path.home() / ".poise"))).expanduser() / "prefect")

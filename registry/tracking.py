@@ -105,6 +105,17 @@ def log_json(run_id: str, name: str, payload: BaseModel | Mapping[str, Any] | li
         mlflow.MlflowClient().log_artifact(run_id, str(path))
 
 
+def read_json(run_id: str, name: str) -> Any:
+    """A JSON artifact of a run (as ``log_json`` stored it), or None when the run has none by that name."""
+    from mlflow.artifacts import load_dict
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return load_dict(f"runs:/{run_id}/{name}")
+    except (MlflowException, OSError):
+        return None
+
+
 @contextmanager
 def search_run(settings: Settings, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[SearchRun]:
     """Open the parent run of a search; it is marked FAILED if the search raises."""

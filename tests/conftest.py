@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +16,20 @@ ROOT = Path(__file__).resolve().parents[1]
 AI4I = ROOT / "poise" / "examples" / "ai4i2020.csv"
 DATA = ROOT / "benchmarks" / "data"
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before sklearn's OpenMP runtime loads
+# Before any test module is collected: the libraries (Prefect above all) read their homes on import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+HOME = Path(tempfile.mkdtemp(prefix="poise-tests-"))
+os.environ["POISE_HOME"] = str(HOME)
+os.environ["PREFECT_HOME"] = str(HOME / "prefect")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def poise_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def poise_home() -> Iterator[Path]:
     from poise.settings import reset_settings
 
-    home = tmp_path_factory.mktemp("poise-home")
-    os.environ["POISE_HOME"] = str(home)
-    os.environ["PREFECT_HOME"] = str(home / "prefect")
     reset_settings()
-    return home
+    yield HOME
+    shutil.rmtree(HOME, ignore_errors=True)
 
 
 @pytest.fixture

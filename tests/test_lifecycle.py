@@ -57,12 +57,13 @@ def test_a_run_waits_for_approval_and_another_process_approves_it(table):
     lifecycle.close()
 
     approved = json.loads(poise("approve", view.run_id, "--as", "alice", "--json").stdout)
-    assert approved["status"] in ("deploy-ready", "gated out")
+    assert approved["status"] == ("deployed" if approved["gate"]["passed"] else "gated out")
     assert approved["candidate"]["version"] == "1"
     assert approved["gate"]["reasons"]
 
     events = Journal(get_settings().home / "runs.db").events(view.run_id)
-    assert [e.step for e in events] == ["understand", "profile", "plan", "approve", "train", "gate"]
+    deployed = ["deploy"] if approved["gate"]["passed"] else []
+    assert [e.step for e in events] == ["understand", "profile", "plan", "approve", "train", "gate", *deployed]
     approval = events[3]
     assert approval.approver == "alice" and approval.mind == "person"
     assert all(e.mind == "rules" for e in events[:3])
@@ -115,10 +116,11 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(table):
     assert journal.run(run_id)["status"] == "training"
 
     resumed = json.loads(poise("resume", run_id, "--json").stdout)
-    assert resumed["status"] in ("deploy-ready", "gated out")
+    assert resumed["status"] == ("deployed" if resumed["gate"]["passed"] else "gated out")
     assert resumed["candidate"]["version"] == "1"
     steps = [e.step for e in journal.events(run_id)]
-    assert steps.count("understand") == 1 and steps.count("plan") == 1 and steps[-1] == "gate"
+    assert steps.count("understand") == 1 and steps.count("plan") == 1
+    assert steps[-1] == ("deploy" if resumed["gate"]["passed"] else "gate")
 
 
 def test_plan_only_prints_task_and_plan_and_trains_nothing(table):

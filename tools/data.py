@@ -201,10 +201,15 @@ def _python(value: object) -> Label:
     return value.item() if isinstance(value, np.generic) else value  # type: ignore[return-value]
 
 
-def split_holdout(table: LabelledTable, fraction: float, seed: int) -> tuple[LabelledTable, LabelledTable]:
-    """Stratified train/holdout split, made before anything looks at the labels."""
-    from sklearn.model_selection import train_test_split
+def split_holdout(table: LabelledTable, fraction: float) -> tuple[LabelledTable, LabelledTable]:
+    """Stratified train/holdout split by row content, made before anything looks at the labels.
 
+    Each row's side follows from a hash of its values, not from a seed or its position: the
+    same row lands on the same side in every run and in every later version of the file, so
+    a champion trained on an older version is never scored on rows it learned from, and exact
+    duplicates never straddle the split. Per class, rows whose hash falls below ``fraction``
+    are held out; a class too small for that to be reliable takes its lowest hashes instead.
+    """
     n_pos = int(table.y.sum())
     if min(n_pos, len(table.y) - n_pos) < 2:
         raise DataError(
@@ -212,16 +217,23 @@ def split_holdout(table: LabelledTable, fraction: float, seed: int) -> tuple[Lab
             "a holdout needs at least 2 of each",
             "add rows of the rare class",
         )
-    idx_train, idx_hold = train_test_split(
-        np.arange(len(table.y)), test_size=fraction, stratify=table.y, random_state=seed
-    )
+    keyed = table.features.assign(__label__=table.y)
+    unit = pd.util.hash_pandas_object(keyed, index=False).to_numpy() / float(2**64)
+    held = unit < fraction
+    for cls in (0, 1):
+        members = np.flatnonzero(table.y == cls)
+        wanted = min(max(1, round(fraction * len(members))), len(members) - 1)
+        if len(members) < 100 or not 1 <= held[members].sum() <= len(members) - 1:
+            held[members] = False
+            held[members[np.argsort(unit[members], kind="stable")[:wanted]]] = True
 
-    def part(idx: np.ndarray) -> LabelledTable:
+    def part(mask: np.ndarray) -> LabelledTable:
+        idx = np.flatnonzero(mask)
         return LabelledTable(
             table.features.iloc[idx].reset_index(drop=True), table.y[idx], table.positive_label, table.negative_label
         )
 
-    return part(idx_train), part(idx_hold)
+    return part(~held), part(held)
 
 
 # ---------------------------------------------------------------------------- profiling

@@ -137,7 +137,36 @@ def search(
     on_trial: Callable[[TrialRecord], None] | None = None,
 ) -> SearchResult:
     """Find, refit and return the best pipeline for ``task`` within ``plan.budget_seconds``."""
-    return _Search(X, y, task, plan, columns, storage, study_name, on_trial).run()
+    return explore(X, y, task, plan, columns, storage=storage, study_name=study_name, on_trial=on_trial).refit()
+
+
+def explore(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    task: TaskSpec,
+    plan: Plan,
+    columns: FeatureColumns,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+) -> Exploration:
+    """The search without its last step: the chosen members, ready for ``Exploration.refit()``."""
+    return _Search(X, y, task, plan, columns, storage, study_name, on_trial).explore()
+
+
+@dataclass
+class Exploration:
+    """What the search chose (one member or a blend), before the refit on all training rows."""
+
+    members: list[Member]
+    trials: list[TrialRecord]
+    search_seconds: float
+    _search: _Search = field(repr=False)
+
+    def refit(self) -> SearchResult:
+        """Fit the chosen members on the whole training part; tune the threshold on their out-of-fold blend."""
+        return self._search.refit(self.members, self.search_seconds)
 
 
 class _Search:
@@ -300,7 +329,7 @@ class _Search:
             study.stop()
 
     # ------------------------------------------------------------------ the whole search
-    def run(self) -> SearchResult:
+    def explore(self) -> Exploration:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -327,7 +356,8 @@ class _Search:
         if not self.best:
             failures = "; ".join(f"{r.strategy}/{r.estimator}: {r.note}" for r in self.records[:3])
             raise RuntimeError(f"no candidate could be trained on this data ({failures})")
-        return self._refit(self._final_members())
+        members = self._final_members()
+        return Exploration(members, self.records, time.monotonic() - self.start, self)
 
     def _final_members(self) -> list[Member]:
         """The single best candidate, or a blend of several when that scores better out of fold."""
@@ -353,10 +383,9 @@ class _Search:
         total = sum(m.weight for m in kept)
         return [replace(m, weight=m.weight / total) for m in kept]
 
-    def _refit(self, members: list[Member]) -> SearchResult:
+    def refit(self, members: list[Member], search_seconds: float) -> SearchResult:
         from poise.tools.ensemble import BlendClassifier
 
-        search_seconds = time.monotonic() - self.start
         tick = time.monotonic()
         fitted = []
         for member in members:

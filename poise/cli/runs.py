@@ -199,10 +199,13 @@ def _report(view, as_json: bool) -> None:  # noqa: ANN001
                      f"{candidate['estimator']}, holdout {metric} {candidate['holdout_metrics'][metric]:.4f}, "
                      f"average precision {candidate['holdout_metrics']['average_precision']:.4f}")
     if gate:
-        verdict = "[green]may be promoted[/]" if gate["passed"] else "[red]may not be promoted[/]"
-        stdout.print(f"gate: {verdict}: " + "; ".join(gate["reasons"]))
-        if gate["passed"]:
-            stdout.print(f"promote it: poise promote {candidate['model_name']} {candidate['version']}")
+        verdict = "[green]passed[/]" if gate["passed"] else "[red]not passed[/]"
+        stdout.print(f"gates {verdict}: " + "; ".join(gate["reasons"]))
+    if view.status == "deployed":
+        stdout.print(f"{candidate['model_name']}@champion → v{candidate['version']}; serve it: "
+                     f"poise serve --model {candidate['model_name']}")
+    elif candidate and gate and view.status in ("gated out", "not deployed"):
+        stdout.print(f"a person may still promote it: poise promote {candidate['model_name']} {candidate['version']}")
     stdout.print(f"run {view.run_id}: {view.status}")
 
 

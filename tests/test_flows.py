@@ -1,0 +1,129 @@
+"""The Prefect flows for real, on the embedded default: a temporary local Prefect server under
+POISE_HOME, MLflow on SQLite, and a real model server told about the promotion."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from poise.contracts import GateReport, Plan, SearchSpace, TaskSpec
+from poise.pipelines.deploy import deploy_flow
+from poise.pipelines.runtime import is_transient
+from poise.pipelines.train import train_flow
+from poise.registry import servers, versions
+from poise.settings import get_settings
+from tests.conftest import DATA
+
+PIMA = DATA / "pima_diabetes.csv"
+NAME = "flows-pima"
+TINY = Plan(search=SearchSpace(strategies=["none"], models=["logistic_regression"]),
+            budget_seconds=20, max_trials=1, cv_folds=3, ensemble_size=1)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return [train_flow(TaskSpec(data=str(PIMA), target="target", model_name=NAME, budget_seconds=20, seed=s), TINY)
+            for s in (0, 1)]
+
+
+def _flow_run(flow_run_id: str):  # noqa: ANN202
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+        only = FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        tasks = client.read_task_runs(flow_run_filter=only)
+        artifacts = client.read_artifacts(flow_run_filter=only)
+    return run, tasks, artifacts
+
+
+def test_the_train_flow_is_a_prefect_flow_run_linked_to_its_mlflow_run(trained):
+    import mlflow
+
+    outcome = trained[0]
+    run, tasks, artifacts = _flow_run(outcome.flow_run_id)
+    assert run.state.is_completed() and run.name == f"train-{NAME}"
+    names = {t.name.rsplit("-", 1)[0] for t in tasks}
+    assert {"load data", "profile the training part", "search strategies and models",
+            "refit the winner on all training rows", "evaluate on the holdout", "register the model version",
+            "compare with the champion"} <= names
+    assert all(t.state.is_completed() for t in tasks)
+    link = next(a for a in artifacts if a.key == "mlflow-run")
+    assert outcome.candidate.run_id in link.data
+    tags = mlflow.MlflowClient().get_run(outcome.candidate.run_id).data.tags
+    assert tags["prefect.flow_run_id"] == outcome.flow_run_id
+    assert (get_settings().home / "prefect").is_dir()  # Prefect's own state stays inside POISE_HOME
+
+
+def test_training_does_not_promote_the_deploy_flow_does(trained):
+    first, second = trained
+    assert versions.alias_version(NAME, "champion") is None
+    assert first.gate.passed
+    done = deploy_flow(NAME, first.candidate.version)  # the gate report is read back from the run
+    assert done.promoted and done.previous is None
+    assert versions.alias_version(NAME, "champion") == first.candidate.version
+    run, tasks, _ = _flow_run(done.flow_run_id)
+    assert run.name == f"deploy-{NAME}-v{first.candidate.version}"
+    assert {t.name.rsplit("-", 1)[0] for t in tasks} == {"check the gate", "promote to champion",
+                                                        "tell the model servers"}
+
+
+def test_a_version_gated_against_an_older_champion_is_not_promoted(trained):
+    _, second = trained
+    champion = versions.alias_version(NAME, "champion") or "1"
+    passed = second.gate.model_copy(update={"passed": True, "champion_version": None})
+    done = deploy_flow(NAME, second.candidate.version, passed)
+    assert not done.promoted and "moved from no champion" in done.reasons[0]
+    failed = GateReport(passed=False, metric="average_precision", candidate_score=0.1,
+                        reasons=["average_precision 0.1 < floor 0.2"])
+    done = deploy_flow(NAME, second.candidate.version, failed)
+    assert not done.promoted and "floor 0.2" in done.reasons[0]
+    assert versions.alias_version(NAME, "champion") == champion
+
+
+def test_promotion_tells_a_running_server_which_swaps_at_once(trained):
+    """The server polls rarely here: the new version answers because the deploy flow told it."""
+    import uvicorn
+
+    from poise.deploy.server import create_app
+
+    versions.promote(NAME, trained[0].candidate.version)
+    app = create_app(NAME, poll_seconds=3600)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    note = servers.announce(get_settings().home, url, NAME)
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.1)
+        assert httpx.get(f"{url}/model").json()["version"] == trained[0].candidate.version
+        version = trained[1].candidate.version
+        gate = GateReport(passed=True, metric="average_precision", candidate_score=0.8,
+                          champion_version=trained[0].candidate.version, reasons=["test gate"])
+        done = deploy_flow(NAME, version, gate)
+        assert done.promoted and done.servers == {url: f"serving v{version}"}
+        assert httpx.get(f"{url}/model").json()["version"] == version
+    finally:
+        servers.withdraw(note)
+        server.should_exit = True
+        thread.join(10)
+    assert servers.running(get_settings().home, NAME) == []
+
+
+def test_only_what_another_try_can_fix_is_retried():
+    from poise.errors import DataError
+
+    assert is_transient(ConnectionError("reset by peer")) and is_transient(TimeoutError())
+    assert not is_transient(DataError("no such file: x.csv", "check the path"))
+    assert not is_transient(FileNotFoundError("x.csv")) and not is_transient(ValueError("bad plan"))
