@@ -305,3 +305,115 @@ class AuditEvent(_Contract):
     tokens: int | None = None
     approver: str | None = None
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+Severity = Literal["none", "watch", "act"]
+SEVERITIES: tuple[str, ...] = Severity.__args__  # type: ignore[attr-defined]
+
+#: Upper bound for row counts: far above any window poise will see, low enough to reject garbage.
+MAX_ROWS = 10**12
+
+
+class FeatureDrift(_Contract):
+    """One column's drift verdict, as the statistical test Evidently chose for it reports it."""
+
+    column: str = Field(max_length=512)
+    method: str = Field(max_length=200, description="The test or distance used, e.g. 'K-S p_value'.")
+    score: float = Field(
+        ge=0.0, le=1e12,
+        description="The test's figure: a p-value (drift when at or below the threshold) or a distance "
+        "(drift when at or above it).",
+    )
+    threshold: float = Field(ge=0.0, le=1e12, description="Where the method draws the line.")
+    drifted: bool
+
+
+class MonitorPolicy(_Contract):
+    """When a monitoring window is worth a look ("watch") or a retrain ("act").
+
+    Shares are of the monitored features; decay is the absolute drop of the task metric from the
+    champion's holdout figure to its figure on labelled rows of the window.
+    """
+
+    min_rows: int = Field(
+        default=200, ge=1, le=MAX_ROWS,
+        description="Fewest rows in each window before any verdict; smaller windows are too noisy to act on.",
+    )
+    drift_share_watch: float = Field(default=0.2, ge=0.0, le=1.0, description="Share of drifted features to watch.")
+    drift_share_act: float = Field(default=0.5, ge=0.0, le=1.0, description="Share of drifted features to act.")
+    watch_prediction_drift: bool = Field(
+        default=True, description="A drifted distribution of predicted probabilities is reason to watch."
+    )
+    min_labelled_rows: int = Field(
+        default=100, ge=1, le=MAX_ROWS, description="Fewest labelled rows before performance decay is judged."
+    )
+    decay_watch: float = Field(default=0.05, gt=0.0, le=2.0, description="Metric drop (absolute) to watch.")
+    decay_act: float = Field(default=0.10, gt=0.0, le=2.0, description="Metric drop (absolute) to act.")
+    prior_shift_ratio: float = Field(
+        default=1.5, gt=1.0, le=100.0,
+        description="Minority share multiplied or divided by at least this much signals a label-prior shift.",
+    )
+
+    @model_validator(mode="after")
+    def _watch_before_act(self) -> MonitorPolicy:
+        if self.drift_share_watch > self.drift_share_act:
+            raise ValueError(
+                f"drift_share_watch ({self.drift_share_watch}) must not exceed drift_share_act ({self.drift_share_act})"
+            )
+        if self.decay_watch > self.decay_act:
+            raise ValueError(f"decay_watch ({self.decay_watch}) must not exceed decay_act ({self.decay_act})")
+        return self
+
+
+class DriftReport(_Contract):
+    """What one monitoring window showed against the reference, and how serious it is.
+
+    ``check_drift`` fills the evidence; ``assess`` judges it against a ``MonitorPolicy`` and sets
+    ``severity``, ``reasons``, ``prior_shift`` and the ``policy`` it used (None: not judged yet).
+    """
+
+    model_name: str | None = Field(default=None, max_length=256)
+    model_version: str | None = Field(default=None, max_length=64)
+    reference_rows: int = Field(ge=0, le=MAX_ROWS)
+    current_rows: int = Field(ge=0, le=MAX_ROWS)
+    features: list[FeatureDrift] = Field(default_factory=list, description="One entry per monitored feature.")
+    drifted_share: float = Field(ge=0.0, le=1.0, description="Share of monitored features that drifted.")
+    prediction_drift: FeatureDrift | None = Field(
+        default=None, description="Drift of the predicted positive-class probability, when predictions were given."
+    )
+    minority_share_source: Literal["labels", "predictions"] | None = Field(
+        default=None, description="Whether the minority shares are label shares or mean predicted probabilities."
+    )
+    reference_minority_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    current_minority_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    prior_shift: bool = Field(default=False, description="The minority share moved past the policy's ratio.")
+    labelled_rows: int = Field(default=0, ge=0, le=MAX_ROWS, description="Rows of the window with a known label.")
+    metric: Metric | None = None
+    reference_score: float | None = Field(
+        default=None, ge=-1.0, le=1.0, description="The champion's figure on its holdout."
+    )
+    current_score: float | None = Field(
+        default=None, ge=-1.0, le=1.0, description="The same metric on the window's labelled rows."
+    )
+    decay: float | None = Field(
+        default=None, ge=-2.0, le=2.0, description="reference_score - current_score; positive means worse."
+    )
+    severity: Severity = "none"
+    reasons: list[str] = Field(default_factory=list, description="Why this severity, one sentence each.")
+    policy: MonitorPolicy | None = Field(default=None, description="The thresholds the severity was judged by.")
+    html_path: str | None = Field(default=None, description="Evidently's HTML report, when one was saved.")
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.column for f in self.features if f.drifted]
+
+    @property
+    def minority_share_ratio(self) -> float | None:
+        """current / reference minority share (inf when the reference had none and the window has some)."""
+        ref, cur = self.reference_minority_share, self.current_minority_share
+        if ref is None or cur is None:
+            return None
+        if ref == 0.0:
+            return 1.0 if cur == 0.0 else float("inf")
+        return cur / ref
