@@ -105,5 +105,28 @@ class Journal:
         return [AuditEvent.model_validate(json.loads(row[0])) for row in rows]
 
 
+def record_by_hand(journal: Journal, action: str, summary: str, *, model: str, version: str,
+                   approver: str, output: dict[str, Any] | None = None) -> str:
+    """A person's own move (a promotion or a rollback from the CLI) as a one-step run of its own."""
+    import uuid
+
+    run_id = uuid.uuid4().hex[:12]
+    journal.start_run(run_id, f"{action} {model} v{version}", kind=action)
+    journal.record(AuditEvent(run_id=run_id, step=action, mind="person", summary=summary, approver=approver,
+                              output=output or {}))
+    journal.set_status(run_id, "done", summary, model=model, version=version)
+    return run_id
+
+
+def who() -> str:
+    """The user name of this process, for the audit trail."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "unknown"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

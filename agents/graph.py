@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from poise.agents.audit import Journal
+from poise.agents.audit import Journal, who
 from poise.agents.brain import Brain, Thought, configured_brain, think
 from poise.contracts import AuditEvent, Candidate, DataProfile, GateReport, Plan, TaskSpec
 from poise.settings import Settings, get_settings
@@ -171,11 +171,11 @@ class _Nodes:
         return update
 
     def train(self, state: LifecycleState) -> dict:
-        from poise.pipelines.train import train_flow
+        from poise.pipelines.train import run_training
 
         task = TaskSpec.model_validate(state["task"])
         plan = Plan.model_validate(state["plan"])
-        outcome = train_flow(task, plan)
+        outcome = run_training(task, plan)
         c = outcome.candidate
         self._audit(state, "train", None, f"registered {c.model_name} v{c.version}: {c.strategy}/{c.estimator}, "
                     f"holdout {c.metric} {c.holdout_metrics[c.metric]:.4f}", mind="search",
@@ -294,13 +294,13 @@ class Lifecycle:
         return self._invoke(run_id, state)
 
     def approve(self, run_id: str, plan: Plan | None = None, approver: str | None = None) -> RunView:
-        decision: dict[str, Any] = {"action": "edit" if plan else "approve", "approver": approver or _who()}
+        decision: dict[str, Any] = {"action": "edit" if plan else "approve", "approver": approver or who()}
         if plan is not None:
             decision["plan"] = plan.model_dump(mode="json")
         return self._answer(run_id, decision)
 
     def reject(self, run_id: str, reason: str, approver: str | None = None) -> RunView:
-        return self._answer(run_id, {"action": "reject", "reason": reason, "approver": approver or _who()})
+        return self._answer(run_id, {"action": "reject", "reason": reason, "approver": approver or who()})
 
     def resume(self, run_id: str) -> RunView:
         """Continue a run from its last checkpoint (after a crash or a kill)."""
@@ -369,13 +369,6 @@ def _config(run_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": run_id}}
 
 
-def _who() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "unknown"
 
 
 __all__ = ["Lifecycle", "RunView", "build_lifecycle_graph", "plan_only"]

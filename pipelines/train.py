@@ -75,11 +75,49 @@ def train(
     from poise.pipelines.deploy import deploy_flow
 
     with runtime.observing(on_stage, on_trial):
-        outcome = train_flow(named(task_spec), plan)
+        outcome = run_training(named(task_spec), plan)
         if promote_if_passed and outcome.gate.passed:
             deployed = deploy_flow(outcome.candidate.model_name, outcome.candidate.version, outcome.gate)
             outcome.promoted = deployed.promoted
     return outcome
+
+
+def run_training(task_spec: TaskSpec, plan: Plan | None = None) -> TrainingOutcome:
+    """The train flow, here or, when ``POISE_TRAIN_DEPLOYMENT`` names a deployment, on a Prefect worker."""
+    deployment = get_settings().train_deployment
+    if not deployment:
+        return train_flow(task_spec, plan)
+    return _train_on_worker(deployment, named(task_spec), plan)
+
+
+def _train_on_worker(deployment: str, task_spec: TaskSpec, plan: Plan | None) -> TrainingOutcome:
+    """Run the deployment, wait for it, and read its outcome back from the MLflow run it links to."""
+    from prefect.deployments import run_deployment
+
+    from poise.registry import tracking
+
+    started = time.monotonic()
+    runtime.stage(f"training on a worker ({deployment})")
+    parameters = {"task_spec": task_spec.model_dump(mode="json"),
+                  "plan": None if plan is None else plan.model_dump(mode="json")}
+    flow_run = run_deployment(deployment, parameters=parameters, timeout=None)
+    if not flow_run.state or not flow_run.state.is_completed():
+        state = flow_run.state.name if flow_run.state else "unknown"
+        raise PoiseError(f"the training flow run {flow_run.name} ({flow_run.id}) ended {state}: "
+                         f"{flow_run.state.message if flow_run.state else ''}",
+                         f"see its logs: prefect flow-run logs {flow_run.id}")
+    tracking.connect(get_settings())
+    found = tracking.runs_tagged("prefect.flow_run_id", str(flow_run.id))
+    if not found:
+        raise PoiseError(f"the training flow run {flow_run.id} left no MLflow run in this tracking store",
+                         "point the worker and this machine at the same POISE_TRACKING_URI")
+    run_id = found[0]
+    stored = {name: tracking.read_json(run_id, f"{name}.json") for name in ("candidate", "profile", "plan", "gate")}
+    return TrainingOutcome(
+        Candidate.model_validate(stored["candidate"]), DataProfile.model_validate(stored["profile"]),
+        Plan.model_validate(stored["plan"]), GateReport.model_validate(stored["gate"]), False,
+        time.monotonic() - started, str(flow_run.id),
+    )
 
 
 # ---------------------------------------------------------------------- tasks

@@ -37,6 +37,11 @@ class Settings(BaseModel):
         default=6 * 3600, gt=0, le=MAX_BUDGET_SECONDS,
         description="No search may be given more time than this (POISE_MAX_BUDGET_SECONDS).",
     )
+    train_deployment: str | None = Field(
+        default=None,
+        description="Run training on a Prefect worker through this deployment, e.g. poise-train/train "
+                    "(POISE_TRAIN_DEPLOYMENT); unset, training runs in this process.",
+    )
     server_urls: list[str] = Field(
         default_factory=list,
         description="Model servers to tell about a promotion, comma-separated (POISE_SERVER_URLS); "
@@ -53,6 +58,7 @@ class Settings(BaseModel):
             optuna_storage=_env("POISE_OPTUNA_STORAGE") or f"sqlite:///{home / 'optuna.db'}",
             experiment=_env("POISE_EXPERIMENT", "poise"),
             max_budget_seconds=float(_env("POISE_MAX_BUDGET_SECONDS", str(6 * 3600))),
+            train_deployment=_env("POISE_TRAIN_DEPLOYMENT"),
             server_urls=[u.strip() for u in (_env("POISE_SERVER_URLS") or "").split(",") if u.strip()],
         )
 

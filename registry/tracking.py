@@ -116,6 +116,17 @@ def read_json(run_id: str, name: str) -> Any:
         return None
 
 
+def runs_tagged(key: str, value: str) -> list[str]:
+    """Ids of the runs (in any experiment) whose tag ``key`` equals ``value``, newest first."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    found = client.search_runs(experiments, filter_string=f"tags.`{key}` = '{value}'",
+                               order_by=["attributes.start_time DESC"])
+    return [r.info.run_id for r in found]
+
+
 @contextmanager
 def search_run(settings: Settings, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[SearchRun]:
     """Open the parent run of a search; it is marked FAILED if the search raises."""

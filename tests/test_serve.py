@@ -380,6 +380,14 @@ def test_rollback_swaps_champion_and_previous(client, on_v1):
     assert (versions.alias_version(NAME, "champion"), versions.alias_version(NAME, "previous")) == ("1", "2")
     result = CliRunner().invoke(_cli(), ["rollback", NAME])
     assert result.exit_code == 0 and "v2 (was v1, now @previous)" in result.output
+    from poise.agents.audit import Journal
+    from poise.settings import get_settings
+
+    journal = Journal(get_settings().home / "runs.db")
+    last = journal.runs(limit=1)[0]
+    assert (last["kind"], last["model"], last["version"]) == ("rollback", NAME, "2")
+    event = journal.events(last["run_id"])[0]
+    assert event.mind == "person" and event.approver and event.output["previous"] == "1"
     deadline = time.monotonic() + 15  # the running server follows the rollback
     while time.monotonic() < deadline and client.get("/health").json()["version"] != "2":
         time.sleep(0.1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -104,3 +105,17 @@ def promote_command(
     previous = versions.promote(name, version)
     note = f" (was v{previous}, now @previous)" if previous and previous != str(version) else ""
     stdout.print(f"{name}@champion → v{version}{note}")
+    announce_move("promote", name, str(version), f"{name}@champion → v{version}{note}", previous=previous)
+
+
+def announce_move(action: str, name: str, version: str, summary: str, **output: Any) -> None:
+    """After a person moved @champion: the audit trail records it and the running servers swap now."""
+    from poise.agents.audit import Journal, record_by_hand, who
+    from poise.pipelines.deploy import notify_servers
+    from poise.settings import get_settings
+
+    answers = notify_servers(name)
+    record_by_hand(Journal(get_settings().home / "runs.db"), action, summary, model=name, version=version,
+                   approver=who(), output={**output, "servers": answers})
+    for url, answer in answers.items():
+        console.print(f"{url}: {answer}", highlight=False)

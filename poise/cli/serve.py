@@ -36,13 +36,16 @@ def serve_command(
 @user_errors
 def rollback_command(name: str = typer.Argument(..., help="Registered model name.")) -> None:
     """Move @champion back to @previous (and @previous to the version it replaced)."""
+    from poise.cli.models import announce_move
     from poise.registry import tracking
     from poise.registry.versions import rollback
     from poise.settings import get_settings
 
     tracking.connect(get_settings())
     was, now = rollback(name)
-    stdout.print(f"{name}@champion → v{now} (was v{was}, now @previous)", highlight=False)
+    summary = f"{name}@champion → v{now} (was v{was}, now @previous)"
+    stdout.print(summary, highlight=False)
+    announce_move("rollback", name, now, summary, previous=was)
 
 
 @user_errors
