@@ -15,7 +15,17 @@ from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from poise.contracts import ColumnDrop, DataProfile, DerivedFeature, Plan, PlanDraft, TaskDraft, TaskSpec
+from poise.contracts import (
+    ColumnDrop,
+    DataProfile,
+    DerivedFeature,
+    DriftReport,
+    Plan,
+    PlanDraft,
+    RecoveryDraft,
+    TaskDraft,
+    TaskSpec,
+)
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -39,6 +49,8 @@ class Brain(Protocol):
     def understand(self, text: str, columns: Sequence[str] | None, data: str | None) -> Thought[TaskDraft]: ...
 
     def plan(self, task: TaskSpec, profile: DataProfile, baseline: Plan) -> Thought[PlanDraft]: ...
+
+    def recompose(self, report: DriftReport, plan: Plan) -> Thought[RecoveryDraft]: ...
 
 
 class RuleBrain:
@@ -68,6 +80,13 @@ class RuleBrain:
             rationale=[line[:300] for line in baseline.rationale[:20]],
         )
         return Thought(draft, self.mind, time.perf_counter() - started)
+
+
+    def recompose(self, report: DriftReport, plan: Plan) -> Thought[RecoveryDraft]:
+        from poise.agents.recovery import rule_recovery
+
+        started = time.perf_counter()
+        return Thought(rule_recovery(report, plan.monitor), self.mind, time.perf_counter() - started)
 
 
 class LLMBrain:
@@ -117,6 +136,27 @@ class LLMBrain:
             data_block(columns),
         ])
         return self._ask(SYSTEM_RULES, user, PlanDraft)
+
+    def recompose(self, report: DriftReport, plan: Plan) -> Thought[RecoveryDraft]:
+        from poise.agents.llm import SYSTEM_RULES, data_block
+
+        drifted = [f"{f.column} | {f.method} | score {f.score:.4g} | threshold {f.threshold:.4g}"
+                   for f in report.features if f.drifted]
+        user = "\n".join([
+            "A deployed classifier for a rare class is being monitored. Decide how to recover, if at all.",
+            "A shift of the class balance alone (label-prior shift: the minority share moved, the features did "
+            "not) is answered by retune_threshold, not by retraining. Drifted features or decayed performance "
+            "call for retrain (keep less of the old rows the more the data moved); retrain_wider when the "
+            "search space itself looks wrong. With no labelled rows nothing can be judged: answer none.",
+            f"Severity by policy: {report.severity}. Drifted share of features: {report.drifted_share:.0%}.",
+            f"Minority share: reference {report.reference_minority_share}, current {report.current_minority_share} "
+            f"(from {report.minority_share_source}); prior shift flagged: {report.prior_shift}.",
+            f"Metric {report.metric}: holdout {report.reference_score}, recent {report.current_score}, "
+            f"decay {report.decay}, on {report.labelled_rows} labelled rows.",
+            "The policy's reasons:", data_block(report.reasons),
+            "Drifted features (column | method | score | threshold):", data_block(drifted),
+        ])
+        return self._ask(SYSTEM_RULES, user, RecoveryDraft)
 
     def _ask(self, system: str, user: str, schema: type[T]) -> Thought[T]:
         answer = self.client.structured(system, user, schema)

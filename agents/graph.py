@@ -34,7 +34,8 @@ class LifecycleState(TypedDict, total=False):
 
 
 AWAITING_APPROVAL = "awaiting approval"
-FINISHED = ("deployed", "not deployed", "gated out", "rejected")
+FINISHED = ("deployed", "not deployed", "gated out", "rejected", "no action", "kept as challenger")
+RECOVERY = "recovery"
 
 
 def build_lifecycle_graph(brain: Brain, journal: Journal, settings: Settings, checkpointer: Any,
@@ -63,14 +64,16 @@ def build_lifecycle_graph(brain: Brain, journal: Journal, settings: Settings, ch
     return graph.compile(checkpointer=checkpointer, interrupt_before=interrupt_before)
 
 
-class _Nodes:
+class NodeBase:
+    """What every graph's nodes share: run status, the audit trail, and deployment after a passed gate."""
+
     def __init__(self, brain: Brain, journal: Journal, settings: Settings) -> None:
         self.brain, self.journal, self.settings = brain, journal, settings
 
-    def step(self, status: str, node: Callable[[LifecycleState], dict]) -> Callable[[LifecycleState], dict]:
+    def step(self, status: str, node: Callable[[Any], dict]) -> Callable[[Any], dict]:
         """Mark the run's status while ``node`` runs, and as failed if it raises."""
 
-        def run(state: LifecycleState) -> dict:
+        def run(state: Any) -> dict:
             self.journal.set_status(state["run_id"], status)
             try:
                 return node(state)
@@ -84,7 +87,7 @@ class _Nodes:
         run.__name__ = node.__name__
         return run
 
-    def _audit(self, state: LifecycleState, step: str, thought: Thought | None, summary: str, **fields: Any) -> None:
+    def _audit(self, state: Any, step: str, thought: Thought | None, summary: str, **fields: Any) -> None:
         repairs = list(fields.pop("repairs", []))
         if thought is not None and thought.fallback_reason:
             repairs.insert(0, f"answered by the rules: {thought.fallback_reason}")
@@ -95,6 +98,34 @@ class _Nodes:
             tokens=None if thought is None else thought.tokens, **fields,
         ))
 
+    def deploy(self, state: Any) -> dict:
+        """The approved plan's gates passed: promotion follows (the deploy flow)."""
+        from poise.pipelines.deploy import deploy_flow
+
+        candidate = Candidate.model_validate(state["candidate"])
+        outcome = deploy_flow(candidate.model_name, candidate.version, GateReport.model_validate(state["gate"]))
+        if outcome.promoted:
+            was = f" (was v{outcome.previous}, now @previous)" if outcome.previous else ""
+            summary, status = f"{candidate.model_name}@champion → v{candidate.version}{was}", "deployed"
+        else:
+            summary, status = "not promoted: " + "; ".join(outcome.reasons), "not deployed"
+        self._audit(state, "deploy", None, summary, mind="policy",
+                    inputs={"flow_run_id": outcome.flow_run_id, "approved_by": state["decision"].get("approver")},
+                    output={"promoted": outcome.promoted, "previous": outcome.previous, "servers": outcome.servers})
+        self.journal.set_status(state["run_id"], status, summary[:1000])
+        self._log_audit(state)
+        return {"status": status}
+
+    def _log_audit(self, state: Any) -> None:
+        """Keep the run's audit trail beside the model it produced."""
+        from poise.registry.tracking import log_json
+
+        run_id = state.get("candidate", {}).get("run_id")
+        if run_id:
+            log_json(run_id, "audit.json", self.journal.events(state["run_id"]))
+
+
+class _Nodes(NodeBase):
     # ------------------------------------------------------------------ nodes
     def understand(self, state: LifecycleState) -> dict:
         from poise.agents.guardrails import task_from_draft
@@ -194,33 +225,6 @@ class _Nodes:
             self._log_audit(state)
         return {"status": status}
 
-    def deploy(self, state: LifecycleState) -> dict:
-        """The approved plan's gates passed: promotion follows (the deploy flow)."""
-        from poise.pipelines.deploy import deploy_flow
-
-        candidate = Candidate.model_validate(state["candidate"])
-        outcome = deploy_flow(candidate.model_name, candidate.version, GateReport.model_validate(state["gate"]))
-        if outcome.promoted:
-            was = f" (was v{outcome.previous}, now @previous)" if outcome.previous else ""
-            summary, status = f"{candidate.model_name}@champion → v{candidate.version}{was}", "deployed"
-        else:
-            summary, status = "not promoted: " + "; ".join(outcome.reasons), "not deployed"
-        self._audit(state, "deploy", None, summary, mind="policy",
-                    inputs={"flow_run_id": outcome.flow_run_id, "approved_by": state["decision"].get("approver")},
-                    output={"promoted": outcome.promoted, "previous": outcome.previous, "servers": outcome.servers})
-        self.journal.set_status(state["run_id"], status, summary[:1000])
-        self._log_audit(state)
-        return {"status": status}
-
-    def _log_audit(self, state: LifecycleState) -> None:
-        """Keep the run's audit trail beside the model it produced."""
-        from poise.registry.tracking import log_json
-
-        run_id = state.get("candidate", {}).get("run_id")
-        if run_id:
-            log_json(run_id, "audit.json", self.journal.events(state["run_id"]))
-
-
 def training_part(task: TaskSpec):  # noqa: ANN201 - (table, LabelledTable)
     """The whole table and its training part: the same split training will make, holdout left aside."""
     from poise.tools import data
@@ -283,6 +287,30 @@ class Lifecycle:
         self.checkpointer = SqliteSaver(self._connection)
         self.brain = brain or configured_brain()
         self.graph = build_lifecycle_graph(self.brain, self.journal, self.settings, self.checkpointer)
+        self._recovery_graph: Any = None
+
+    def _graph_of(self, run_id: str) -> Any:
+        """The graph a run belongs to (recoveries have their own)."""
+        row = self.journal.run(run_id)
+        if row is None or row["kind"] != RECOVERY:
+            return self.graph
+        if self._recovery_graph is None:
+            from poise.agents.recovery import build_recovery_graph
+
+            self._recovery_graph = build_recovery_graph(self.brain, self.journal, self.settings, self.checkpointer)
+        return self._recovery_graph
+
+    def recover(self, model: str, current: str | None = None, window: int | None = None,
+                budget_seconds: float | None = None) -> RunView:
+        """Check ``model`` for drift and, when the policy says act, recover (the recovery graph)."""
+        from poise.agents.recovery import RecoveryState
+
+        run_id = uuid.uuid4().hex[:12]
+        source = f"--current {current}" if current else f"--window {window or 'default'}"
+        self.journal.start_run(run_id, f"recover {model} ({source})", kind=RECOVERY)
+        state: RecoveryState = {"run_id": run_id, "model": model, "current": current, "window": window,
+                                "budget_seconds": budget_seconds}
+        return self._invoke(run_id, state)
 
     def close(self) -> None:
         self._connection.close()
@@ -321,7 +349,7 @@ class Lifecycle:
         if row is None:
             raise PoiseError(f"no run {run_id!r}", "see `poise runs` for the run ids")
         run_id = row["run_id"]
-        snapshot = self.graph.get_state(_config(run_id))
+        snapshot = self._graph_of(run_id).get_state(_config(run_id))
         pending = None
         for task in snapshot.tasks:
             for intr in task.interrupts:
@@ -340,7 +368,7 @@ class Lifecycle:
         return self._invoke(view.run_id, Command(resume=decision))
 
     def _invoke(self, run_id: str, payload: Any) -> RunView:
-        self.graph.invoke(payload, _config(run_id))
+        self._graph_of(run_id).invoke(payload, _config(run_id))
         view = self.view(run_id)
         if view.pending is not None:
             self.journal.set_status(run_id, AWAITING_APPROVAL)

@@ -13,7 +13,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from poise.contracts import DataProfile, DataStep, Plan, PlanDraft, SearchSpace, TaskDraft, TaskSpec
+from poise.contracts import (
+    DataProfile,
+    DataStep,
+    DriftReport,
+    Plan,
+    PlanDraft,
+    RecoveryDecision,
+    RecoveryDraft,
+    SearchSpace,
+    TaskDraft,
+    TaskSpec,
+)
 from poise.errors import PoiseError
 from poise.settings import Settings
 
@@ -190,3 +201,29 @@ def _from_registry(names: Sequence[str], registry: dict, what: str, repairs: lis
         elif name not in registry:
             repairs.append(f"{what} {name!r} removed: not one poise knows ({', '.join(registry)})")
     return kept
+
+
+# ---------------------------------------------------------------------- recoveries
+def decision_from_draft(draft: RecoveryDraft, *, report: DriftReport, plan: Plan, budget_seconds: float,
+                        settings: Settings) -> tuple[RecoveryDecision, list[str]]:
+    """A recovery a Brain proposed, checked against the evidence: no recovery without enough labels to
+    learn from and to judge on, and none at all when the policy saw nothing worth acting on."""
+    repairs: list[str] = []
+    action = None if draft.action == "none" else draft.action
+    policy = plan.monitor
+    if action is not None and report.severity == "none":
+        repairs.append(f"{action} refused: the report's severity is none")
+        action = None
+    if action is not None and report.labelled_rows < policy.min_labelled_rows:
+        repairs.append(f"{action} refused: {report.labelled_rows} labelled row(s), fewer than the "
+                       f"{policy.min_labelled_rows} a recovery needs to learn from and to be judged on")
+        action = None
+    budget = min(budget_seconds, settings.max_budget_seconds)
+    if budget < budget_seconds:
+        repairs.append(f"budget capped at {budget:g} s")
+    decision = RecoveryDecision(
+        action=action, reasons=list(draft.reasons) or ["no reason given"],
+        reference_fraction=draft.reference_fraction,
+        unattended=action is not None and action in plan.unattended_recoveries,
+    )
+    return decision, repairs

@@ -74,14 +74,15 @@ def stage(name: str) -> None:
     callback = _observer.get().on_stage
     if callback is not None:
         callback(name)
-    _log().info("%s", name)
+    log().info("%s", name)
 
 
 def trial_observer() -> Callable[[Any], None] | None:
     return _observer.get().on_trial
 
 
-def _log() -> Any:
+def log() -> Any:
+    """The flow run's logger inside a flow (its lines reach the Prefect UI), else poise's own."""
     import logging
 
     from prefect.exceptions import MissingContextError

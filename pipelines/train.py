@@ -221,10 +221,33 @@ def register_version(candidate: Candidate, split: Split, result: Any, columns: A
     )
     return versions.register_model(
         run, candidate.model_name, result.pipeline, card, split.train.features,
+        reference=reference_rows(split, result, card.features),
         tags={"metric": candidate.metric, "strategy": result.strategy, "estimator": result.estimator,
               "threshold": f"{result.threshold:.6f}", "fingerprint": profile.fingerprint,
               **{f"holdout.{k}": f"{v:.6f}" for k, v in candidate.holdout_metrics.items()}},
     )
+
+
+def reference_rows(split: Split, result: Any, features: list[str], most: int = 50_000) -> Any:
+    """Training rows (scored out of fold) and holdout rows (scored by the final model), labelled.
+
+    At most ``most`` rows of each part, sampled by row content like the holdout itself.
+    """
+    import pandas as pd
+
+    from poise.registry import versions
+
+    parts = []
+    for name, table, proba in (
+        ("train", split.train, result.oof_proba),
+        ("holdout", split.holdout, result.pipeline.predict_proba(split.holdout.features[features])[:, 1]),
+    ):
+        frame = table.features[features].reset_index(drop=True).assign(
+            **{versions.LABEL: table.y.astype(int), versions.PROBA: proba, versions.PART: name})
+        if len(frame) > most:
+            frame = frame.loc[pd.util.hash_pandas_object(frame, index=False).sort_values().index[:most]]
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
 
 
 @task(name="compare with the champion", cache_policy=NO_CACHE)

@@ -197,116 +197,6 @@ class Gates(_Contract):
         return self
 
 
-class Plan(_Contract):
-    """How the task will be solved: the data steps, what to search, how to evaluate, when to deploy."""
-
-    data_steps: list[DataStep] = Field(default_factory=list)
-    search: SearchSpace
-    cv_folds: int = Field(default=5, ge=2, le=10)
-    holdout_fraction: float = Field(default=0.2, ge=0.05, le=0.5)
-    budget_seconds: float = Field(default=120.0, gt=0.0, le=MAX_BUDGET_SECONDS)
-    max_trials: int | None = Field(default=None, ge=1, le=100_000)
-    ensemble_size: int = Field(
-        default=5, ge=1, le=10,
-        description="Most distinct candidates blended into the final model; 1 keeps the single best.",
-    )
-    gates: Gates = Field(default_factory=Gates)
-    rationale: list[str] = Field(default_factory=list, description="Why the plan looks like this, one line each.")
-
-    @property
-    def dropped_columns(self) -> list[str]:
-        return [step.column for step in self.data_steps if step.action == "drop"]
-
-    @property
-    def datetime_columns(self) -> list[str]:
-        return [step.column for step in self.data_steps if step.action == "datetime_features"]
-
-    @property
-    def derived(self) -> list[DataStep]:
-        return [step for step in self.data_steps if step.action == "derive"]
-
-
-class Candidate(_Contract):
-    """A trained, evaluated and registered model: the search's answer."""
-
-    model_name: str
-    version: str | None = None
-    run_id: str | None = None
-    strategy: str
-    estimator: str
-    params: dict[str, Label | None] = Field(default_factory=dict)
-    threshold: float = Field(ge=0.0, le=1.0)
-    metric: Metric
-    cv_score: float = Field(description="Task metric on out-of-fold predictions of the training part.")
-    cv_metrics: dict[str, float] = Field(default_factory=dict)
-    holdout_metrics: dict[str, float] = Field(default_factory=dict)
-    n_trials: int = Field(default=0, ge=0)
-    search_seconds: float = Field(default=0.0, ge=0.0)
-    positive_label: Label
-    negative_label: Label
-    features: list[str] = Field(default_factory=list)
-    trained_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-
-class GateReport(_Contract):
-    """Whether a candidate may become @champion, and why (or why not)."""
-
-    passed: bool
-    reasons: list[str] = Field(default_factory=list)
-    metric: Metric
-    candidate_score: float
-    champion_version: str | None = None
-    champion_score: float | None = None
-
-
-class ColumnDrop(_Contract):
-    column: str = Field(max_length=512)
-    reason: str = Field(max_length=300)
-
-
-class DerivedFeature(_Contract):
-    op: DeriveOp
-    a: str = Field(max_length=512, description="First input column.")
-    b: str = Field(max_length=512, description="Second input column.")
-    reason: str = Field(max_length=300)
-
-
-#: Bounded strings for what an LLM writes: a schema-guided decoder stops at the bound.
-ShortName = Annotated[str, Field(max_length=40)]
-Sentence = Annotated[str, Field(max_length=300)]
-
-
-class PlanDraft(_Contract):
-    """What a Brain proposes as the plan. Bounded everywhere: it is what an LLM fills in, and the
-    guardrails check every entry against the data and the registries before it becomes a Plan."""
-
-    drop: list[ColumnDrop] = Field(default_factory=list, max_length=50)
-    derive: list[DerivedFeature] = Field(default_factory=list, max_length=8)
-    strategies: list[ShortName] = Field(default_factory=list, max_length=20, description="Imbalance strategy names.")
-    models: list[ShortName] = Field(default_factory=list, max_length=10, description="Model family names.")
-    cv_folds: int | None = Field(default=None, ge=2, le=10)
-    rationale: list[Sentence] = Field(default_factory=list, max_length=20)
-
-
-Mind = str  # "rules", or "llm:<model name>"
-
-
-class AuditEvent(_Contract):
-    """One decision: who (which mind, which person) decided what, why, and on which evidence."""
-
-    run_id: str
-    step: str
-    mind: Mind
-    summary: str = Field(max_length=2000, description="What was decided, in a sentence.")
-    inputs: dict = Field(default_factory=dict, description="The evidence, summarised.")
-    output: dict = Field(default_factory=dict)
-    repairs: list[str] = Field(default_factory=list, description="Fields a guardrail changed, and why.")
-    latency_seconds: float | None = None
-    tokens: int | None = None
-    approver: str | None = None
-    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-
 Severity = Literal["none", "watch", "act"]
 SEVERITIES: tuple[str, ...] = Severity.__args__  # type: ignore[attr-defined]
 
@@ -365,6 +255,129 @@ class MonitorPolicy(_Contract):
         return self
 
 
+RecoveryAction = Literal["retune_threshold", "retrain", "retrain_wider"]
+RECOVERY_ACTIONS: tuple[str, ...] = RecoveryAction.__args__  # type: ignore[attr-defined]
+
+
+class Plan(_Contract):
+    """How the task will be solved: the data steps, what to search, how to evaluate, when to deploy."""
+
+    data_steps: list[DataStep] = Field(default_factory=list)
+    search: SearchSpace
+    cv_folds: int = Field(default=5, ge=2, le=10)
+    holdout_fraction: float = Field(default=0.2, ge=0.05, le=0.5)
+    budget_seconds: float = Field(default=120.0, gt=0.0, le=MAX_BUDGET_SECONDS)
+    max_trials: int | None = Field(default=None, ge=1, le=100_000)
+    ensemble_size: int = Field(
+        default=5, ge=1, le=10,
+        description="Most distinct candidates blended into the final model; 1 keeps the single best.",
+    )
+    gates: Gates = Field(default_factory=Gates)
+    monitor: MonitorPolicy = Field(default_factory=MonitorPolicy,
+                                   description="When live data is worth a look (watch) or a recovery (act).")
+    unattended_recoveries: list[RecoveryAction] = Field(
+        default_factory=lambda: ["retune_threshold", "retrain"],
+        description="Recoveries that may run without a person's approval; the others wait for one.",
+    )
+    rationale: list[str] = Field(default_factory=list, description="Why the plan looks like this, one line each.")
+
+    @property
+    def dropped_columns(self) -> list[str]:
+        return [step.column for step in self.data_steps if step.action == "drop"]
+
+    @property
+    def datetime_columns(self) -> list[str]:
+        return [step.column for step in self.data_steps if step.action == "datetime_features"]
+
+    @property
+    def derived(self) -> list[DataStep]:
+        return [step for step in self.data_steps if step.action == "derive"]
+
+
+class Candidate(_Contract):
+    """A trained, evaluated and registered model: the search's answer."""
+
+    model_name: str
+    version: str | None = None
+    run_id: str | None = None
+    strategy: str
+    estimator: str
+    params: dict[str, Label | None] = Field(default_factory=dict)
+    threshold: float = Field(ge=0.0, le=1.0)
+    metric: Metric
+    cv_score: float = Field(description="Task metric on out-of-fold predictions of the training part.")
+    cv_metrics: dict[str, float] = Field(default_factory=dict)
+    holdout_metrics: dict[str, float] = Field(default_factory=dict)
+    n_trials: int = Field(default=0, ge=0)
+    search_seconds: float = Field(default=0.0, ge=0.0)
+    positive_label: Label
+    negative_label: Label
+    features: list[str] = Field(default_factory=list)
+    trained_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class GateReport(_Contract):
+    """Whether a candidate may become @champion, and why (or why not)."""
+
+    passed: bool
+    reasons: list[str] = Field(default_factory=list)
+    metric: Metric
+    candidate_score: float
+    champion_version: str | None = None
+    champion_score: float | None = None
+    difference_ci: tuple[float, float] | None = Field(
+        default=None, description="95% paired-bootstrap interval of candidate − champion on the judging rows."
+    )
+
+
+class ColumnDrop(_Contract):
+    column: str = Field(max_length=512)
+    reason: str = Field(max_length=300)
+
+
+class DerivedFeature(_Contract):
+    op: DeriveOp
+    a: str = Field(max_length=512, description="First input column.")
+    b: str = Field(max_length=512, description="Second input column.")
+    reason: str = Field(max_length=300)
+
+
+#: Bounded strings for what an LLM writes: a schema-guided decoder stops at the bound.
+ShortName = Annotated[str, Field(max_length=40)]
+Sentence = Annotated[str, Field(max_length=300)]
+
+
+class PlanDraft(_Contract):
+    """What a Brain proposes as the plan. Bounded everywhere: it is what an LLM fills in, and the
+    guardrails check every entry against the data and the registries before it becomes a Plan."""
+
+    drop: list[ColumnDrop] = Field(default_factory=list, max_length=50)
+    derive: list[DerivedFeature] = Field(default_factory=list, max_length=8)
+    strategies: list[ShortName] = Field(default_factory=list, max_length=20, description="Imbalance strategy names.")
+    models: list[ShortName] = Field(default_factory=list, max_length=10, description="Model family names.")
+    cv_folds: int | None = Field(default=None, ge=2, le=10)
+    rationale: list[Sentence] = Field(default_factory=list, max_length=20)
+
+
+Mind = str  # "rules", or "llm:<model name>"
+
+
+class AuditEvent(_Contract):
+    """One decision: who (which mind, which person) decided what, why, and on which evidence."""
+
+    run_id: str
+    step: str
+    mind: Mind
+    summary: str = Field(max_length=2000, description="What was decided, in a sentence.")
+    inputs: dict = Field(default_factory=dict, description="The evidence, summarised.")
+    output: dict = Field(default_factory=dict)
+    repairs: list[str] = Field(default_factory=list, description="Fields a guardrail changed, and why.")
+    latency_seconds: float | None = None
+    tokens: int | None = None
+    approver: str | None = None
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
 class DriftReport(_Contract):
     """What one monitoring window showed against the reference, and how serious it is.
 
@@ -417,3 +430,35 @@ class DriftReport(_Contract):
         if ref == 0.0:
             return 1.0 if cur == 0.0 else float("inf")
         return cur / ref
+
+
+class RecoveryDecision(_Contract):
+    """What a recovery will do about a drift report, and why: the recovery graph's plan."""
+
+    action: RecoveryAction | None = Field(description="None: nothing worth doing.")
+    diagnosis: list[str] = Field(default_factory=list, description="What the evidence shows, one line each.")
+    reasons: list[str] = Field(default_factory=list, description="Why this action, one line each.")
+    reference_fraction: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="Share of the champion's training rows kept beside the recent labelled rows in a retrain.",
+    )
+    recent_eval_fraction: float = Field(
+        default=0.5, ge=0.1, le=0.9,
+        description="Share of the recent labelled rows held out to judge challenger against champion.",
+    )
+    plan: Plan | None = Field(default=None, description="The training plan of a retrain.")
+    unattended: bool = Field(default=False, description="The champion's plan lets this action run unattended.")
+
+
+class RecoveryDraft(_Contract):
+    """A Brain's proposal for answering a drift report; the guardrails turn it into a RecoveryDecision."""
+
+    action: Literal["none", "retune_threshold", "retrain", "retrain_wider"] = Field(
+        description="none: keep the champion; retune_threshold: same model, new decision threshold from recent "
+                    "labels (for a shift of the class balance alone); retrain: same search on recent rows plus "
+                    "reference rows; retrain_wider: search every strategy and model family."
+    )
+    reference_fraction: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of the old training rows to keep beside the recent ones."
+    )
+    reasons: list[Sentence] = Field(default_factory=list, max_length=6)

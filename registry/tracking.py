@@ -68,6 +68,9 @@ class SearchRun:
         """Store a contract (or any JSON-able value) as an artifact of the run."""
         log_json(self.run_id, name, payload)
 
+    def log_artifact(self, path: str | Path) -> None:
+        self.client.log_artifact(self.run_id, str(path))
+
     def log_trial(self, number: int, params: Mapping[str, Any], metrics: Mapping[str, float],
                   tags: Mapping[str, Any]) -> str:
         """A nested run for one trial of the search."""

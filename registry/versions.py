@@ -23,6 +23,11 @@ from poise.registry.model import ModelCard, PoiseModel, save_artifacts
 from poise.registry.tracking import SearchRun
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+
+#: The reference table stored with each version: its feature columns, then these.
+REFERENCE_FILE = "reference.parquet"
+LABEL, PROBA, PART = "__label__", "__proba__", "__part__"  # 0/1 label, score, "train" or "holdout"
+REFERENCE_COLUMNS = (LABEL, PROBA, PART)
 _REF = re.compile(r"^(?P<name>[^@:]+?)(?:@(?P<alias>[\w-]+)|:(?P<version>\d+))?$")
 
 #: What a registered model needs to be loaded elsewhere (poise itself must be importable too).
@@ -42,10 +47,21 @@ def register_model(
     card: ModelCard,
     input_example: pd.DataFrame,
     tags: dict[str, str],
+    reference: pd.DataFrame | None = None,
 ) -> str:
-    """Log the pipeline as a pyfunc into the search run, register a version, tag it @challenger."""
+    """Log the pipeline as a pyfunc into the search run, register a version, tag it @challenger.
+
+    ``reference`` (the rows the model learned from and was judged on, with labels and scores; see
+    ``REFERENCE_COLUMNS``) is stored beside it: what the drift monitor compares live data with.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
+
+    if reference is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / REFERENCE_FILE
+            reference.to_parquet(path, index=False)
+            mlflow.MlflowClient().log_artifact(run.run_id, str(path))
     from mlflow.models import infer_signature
 
     example = input_example[card.features].head(5)
@@ -223,6 +239,22 @@ def describe(model_name: str, version: str) -> dict[str, Any]:
         trained_at = _iso_ms(info.end_time or info.start_time)
     return {"run_id": entry.run_id, "created_at": _iso_ms(entry.creation_timestamp), "trained_at": trained_at,
             "tags": tags, "holdout_metrics": metrics}
+
+
+def reference(model_name: str, version: str) -> pd.DataFrame:
+    """The rows ``version`` learned from (``__part__`` "train", scored out of fold) and was judged on ("holdout")."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    run_id = describe(model_name, version)["run_id"]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return pd.read_parquet(download_artifacts(run_id=run_id, artifact_path=REFERENCE_FILE, dst_path=tmp))
+    except (MlflowException, OSError):
+        raise ModelNotFoundError(
+            f"{model_name} v{version} has no reference data to compare live data with",
+            "retrain it with this version of poise (each new version stores its reference)",
+        ) from None
 
 
 def _iso_ms(stamp: int | None) -> str | None:

@@ -156,6 +156,18 @@ def best_threshold(
     raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
 
 
+def metric_value(
+    name: str, y: np.ndarray, proba: np.ndarray, threshold: float, params: Mapping[str, float] | None = None
+) -> float:
+    """One metric of scores ``proba`` (at ``threshold`` when it is a decision metric)."""
+    params = dict(params or {})
+    if name in DECISION_METRICS:
+        return decision_score(name, y, proba, threshold, params.get("beta", 1.0))
+    params.setdefault("min_precision", 0.5)
+    params.setdefault("min_recall", 0.5)
+    return ranking_score(name, y, proba, params)
+
+
 def all_metrics(
     y: np.ndarray, proba: np.ndarray, threshold: float, params: Mapping[str, float] | None = None
 ) -> dict[str, float]:
@@ -169,3 +181,42 @@ def all_metrics(
     at = _Confusion.at(*_check(y, proba), threshold)
     out["precision"], out["recall"] = float(at.precision[0]), float(at.recall[0])
     return {name: out[name] for name in (*METRICS, "precision", "recall")}
+
+
+def paired_bootstrap(
+    name: str,
+    y: np.ndarray,
+    proba_a: np.ndarray,
+    threshold_a: float,
+    proba_b: np.ndarray,
+    threshold_b: float,
+    params: Mapping[str, float] | None = None,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """How much better model A scores than model B on the same rows, with a confidence interval.
+
+    Both models are scored on the same bootstrap resamples (stratified by class, so a rare class
+    never vanishes from a resample), each at its own threshold. Returns ``(difference, low, high)``:
+    the difference A − B on all rows and the percentile interval of the resampled differences.
+    A lower bound above zero means A is better by more than the noise of these rows.
+    """
+    y, proba_a = _check(y, proba_a)
+    _, proba_b = _check(y, proba_b)
+
+    def score(idx: np.ndarray, proba: np.ndarray, threshold: float) -> float:
+        return metric_value(name, y[idx], proba[idx], threshold, params)
+
+    everything = np.arange(len(y))
+    difference = score(everything, proba_a, threshold_a) - score(everything, proba_b, threshold_b)
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(y == c) for c in (0, 1)]
+    diffs = np.empty(n_resamples)
+    for i in range(n_resamples):
+        idx = np.concatenate([rng.choice(rows, size=len(rows), replace=True) for rows in by_class])
+        diffs[i] = score(idx, proba_a, threshold_a) - score(idx, proba_b, threshold_b)
+    tail = (1.0 - confidence) / 2
+    low, high = np.nanquantile(diffs, [tail, 1.0 - tail])
+    return float(difference), float(low), float(high)
