@@ -85,9 +85,9 @@ def binary_labels(values: Any, positive: Any) -> np.ndarray:
 def window_from_store(champion: Champion, last_n: int) -> Window:
     from poise.registry.predictions import PredictionStore, default_path
 
-    logged = PredictionStore(default_path()).window(champion.name, last_n=last_n)
+    logged = PredictionStore(default_path()).window(champion.name, last_n=last_n, version=champion.version)
     if logged.empty:
-        raise PoiseError(f"no predictions of {champion.name} have been logged yet",
+        raise PoiseError(f"no predictions of {champion.name} v{champion.version} (the champion) have been logged yet",
                          f"serve it (poise serve --model {champion.name}) or pass --current FILE")
     missing = [c for c in champion.card.features if c not in logged.columns]
     if missing:

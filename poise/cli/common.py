@@ -45,4 +45,9 @@ def user_errors(command: F) -> F:
 
 
 def print_json(payload: Any) -> None:
+    """One JSON document on stdout; contracts print as themselves."""
+    from pydantic import BaseModel
+
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json")
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")

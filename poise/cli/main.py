@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from poise import __version__
-from poise.cli import models, runs, serve, train
+from poise.cli import models, monitor, runs, serve, train
 
 app = typer.Typer(
     name="poise",
@@ -18,6 +18,7 @@ train.register(app)
 runs.register(app)
 models.register(app)
 serve.register(app)
+monitor.register(app)
 
 
 def _version(value: bool) -> None:

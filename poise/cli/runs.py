@@ -42,7 +42,7 @@ def run_command(
         _show_plan(view)
         if sys.stdin.isatty() and sys.stdout.isatty():
             view = _ask(lifecycle, view)
-    _report(view, as_json)
+    show_outcome(view, as_json)
 
 
 def _ask(lifecycle, view):  # noqa: ANN001, ANN202
@@ -120,7 +120,7 @@ def show_command(run_id: str = typer.Argument(...), as_json: bool = typer.Option
         print_json(_view_json(view))
         return
     _show_plan(view)
-    _report(view, False)
+    show_outcome(view, False)
 
 
 @user_errors
@@ -135,7 +135,7 @@ def approve_command(
     edited = _read_plan(plan) if plan else None
     with console.status("training…"):
         view = lifecycle.approve(run_id, edited, approver)
-    _report(view, as_json)
+    show_outcome(view, as_json)
 
 
 @user_errors
@@ -154,7 +154,7 @@ def resume_command(run_id: str = typer.Argument(...), as_json: bool = typer.Opti
     """Continue a run from its last checkpoint (after a crash or a kill)."""
     with console.status("resuming…"):
         view = _lifecycle().resume(run_id)
-    _report(view, as_json)
+    show_outcome(view, as_json)
 
 
 @user_errors
@@ -179,14 +179,20 @@ def audit_command(run_id: str = typer.Argument(...), as_json: bool = typer.Optio
 
 # ---------------------------------------------------------------------- display
 def _view_json(view) -> dict[str, Any]:  # noqa: ANN001
-    keys = ("task", "plan", "decision", "candidate", "gate")
+    keys = ("task", "plan", "report", "diagnosis", "recovery", "decision", "candidate", "gate")
     return {"run_id": view.run_id, "status": view.status, **{k: view.values.get(k) for k in keys}}
 
 
-def _report(view, as_json: bool) -> None:  # noqa: ANN001
+def show_outcome(view, as_json: bool) -> None:  # noqa: ANN001
     if as_json:
         print_json(_view_json(view))
         return
+    recovery = view.values.get("recovery")
+    if recovery:
+        for line in view.values.get("diagnosis", []):
+            stdout.print(f"  {line}", highlight=False)
+        action = recovery["action"] or "no recovery"
+        stdout.print(f"[bold]{action}[/]: " + "; ".join(recovery["reasons"]), highlight=False)
     if view.pending is not None:
         stdout.print(f"run [bold]{view.run_id}[/] is waiting for approval:\n"
                      f"  poise show {view.run_id}\n  poise approve {view.run_id} [--plan EDITED.yaml]\n"

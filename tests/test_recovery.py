@@ -1,0 +1,145 @@
+"""Monitoring and recovery for real: Evidently on AI4I, the recovery graph with SQLite checkpoints,
+MLflow versions, Prefect flows, approval by policy and by a person, and the audit trail."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from poise.agents.brain import RuleBrain
+from poise.agents.graph import AWAITING_APPROVAL, Lifecycle
+from poise.agents.recovery import rule_recovery
+from poise.contracts import DataStep, DriftReport, FeatureDrift, MonitorPolicy, Plan, SearchSpace, TaskSpec
+from poise.registry import versions
+from tests.conftest import AI4I
+
+NAME = "recovery-ai4i"
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    """History to train on; held-back rows as they come, and with a documented covariate shift."""
+    folder = tmp_path_factory.mktemp("recovery")
+    frame = pd.read_csv(AI4I).sample(frac=1.0, random_state=0).reset_index(drop=True)
+    history, same, shifted = frame.iloc[:6000], frame.iloc[6000:8000], frame.iloc[8000:].copy()
+    shifted["air_temperature_k"] += 3.0
+    shifted["process_temperature_k"] += 3.0
+    shifted["torque_nm"] *= 1.2
+    paths = {}
+    for name, part in (("history", history), ("same", same), ("shifted", shifted), ("tiny", same.head(20))):
+        paths[name] = folder / f"{name}.csv"
+        part.to_csv(paths[name], index=False)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def champion(tables):
+    """v1: a quick champion whose plan lets only threshold re-tunes run unattended."""
+    from poise.pipelines.train import train
+
+    drops = [DataStep(action="drop", column=c, reason="identifier") for c in ("udi", "product_id")]
+    plan = Plan(data_steps=drops, search=SearchSpace(strategies=["none"], models=["hist_gradient_boosting"]),
+                budget_seconds=20,
+                max_trials=2, cv_folds=3, ensemble_size=1, unattended_recoveries=["retune_threshold"])
+    outcome = train(TaskSpec(data=str(tables["history"]), target="target", model_name=NAME, budget_seconds=20),
+                    plan)
+    assert outcome.promoted
+    return outcome
+
+
+@pytest.fixture
+def lifecycle():
+    lifecycle = Lifecycle(brain=RuleBrain())
+    yield lifecycle
+    lifecycle.close()
+
+
+def steps(lifecycle, run_id):  # noqa: ANN001, ANN201
+    return [e.step for e in lifecycle.journal.events(run_id)]
+
+
+def test_each_version_keeps_its_reference_rows(champion):
+    reference = versions.reference(NAME, champion.candidate.version)
+    parts = reference[versions.PART].value_counts()
+    assert parts["train"] > 3 * parts["holdout"] > 0
+    assert reference[versions.PROBA].between(0, 1).all() and set(reference[versions.LABEL]) == {0, 1}
+    assert "udi" not in reference.columns  # only what the model reads
+
+
+def test_a_slice_of_the_same_distribution_triggers_nothing(champion, tables, lifecycle):
+    view = lifecycle.recover(NAME, current=str(tables["same"]))
+    assert view.status == "no action"
+    assert view.values["report"]["severity"] == "none"
+    assert steps(lifecycle, view.run_id) == ["monitor", "diagnose", "recompose"]
+    assert versions.alias_version(NAME, "champion") == champion.candidate.version
+
+
+def test_twenty_rows_never_trigger_a_retrain(champion, tables, lifecycle):
+    view = lifecycle.recover(NAME, current=str(tables["tiny"]))
+    assert view.status == "no action"
+    assert any("20" in reason for reason in view.values["report"]["reasons"])
+
+
+def test_covariate_shift_is_detected_and_a_retrain_waits_for_a_person(champion, tables, lifecycle):
+    view = lifecycle.recover(NAME, current=str(tables["shifted"]), budget_seconds=20)
+    report = view.values["report"]
+    assert report["severity"] == "act"
+    drifted = {f["column"] for f in report["features"] if f["drifted"]}
+    assert {"air_temperature_k", "process_temperature_k", "torque_nm"} <= drifted
+    assert "rotational_speed_rpm" not in drifted
+    assert view.values["recovery"]["action"] == "retrain" and not view.values["recovery"]["unattended"]
+    assert view.status == AWAITING_APPROVAL and view.pending is not None
+
+    view = lifecycle.approve(view.run_id, approver="dana")
+    gate = view.values["gate"]
+    low, high = gate["difference_ci"]
+    assert low <= gate["candidate_score"] - gate["champion_score"] <= high
+    challenger = view.values["candidate"]["version"]
+    if gate["passed"]:
+        assert low > 0 and view.status == "deployed"
+        assert versions.alias_version(NAME, "champion") == challenger
+        assert versions.alias_version(NAME, "previous") == champion.candidate.version
+    else:
+        assert view.status == "kept as challenger"
+        assert versions.alias_version(NAME, "champion") == champion.candidate.version
+    events = lifecycle.journal.events(view.run_id)
+    assert [e.step for e in events][:6] == ["monitor", "diagnose", "recompose", "approve", "train", "gate"]
+    approval = events[3]
+    assert approval.mind == "person" and approval.approver == "dana"
+
+
+def test_monitor_and_recoveries_on_the_command_line(champion, tables):
+    from poise.cli.main import app
+
+    result = CliRunner().invoke(app, ["monitor", NAME, "--current", str(tables["shifted"]), "--json"])
+    assert result.exit_code == 0, result.output
+    report = DriftReport.model_validate(json.loads(result.stdout))
+    assert report.severity == "act" and report.html_path and report.labelled_rows == 2000
+    listed = CliRunner().invoke(app, ["recoveries", NAME, "--json"])
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)) >= 3
+    missing = CliRunner().invoke(app, ["monitor", NAME, "--current", "nowhere.csv"])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def _report(**fields) -> DriftReport:  # noqa: ANN003
+    base = {"reference_rows": 5000, "current_rows": 1000, "drifted_share": 0.0, "labelled_rows": 500,
+            "severity": "act", "features": [FeatureDrift(column="x", method="K-S p_value", score=0.5,
+                                                         threshold=0.05, drifted=False)]}
+    return DriftReport(**{**base, **fields})
+
+
+def test_the_rules_answer_each_kind_of_drift():
+    policy = MonitorPolicy()
+    prior = _report(prior_shift=True, reference_minority_share=0.03, current_minority_share=0.09,
+                    severity="watch")
+    assert rule_recovery(prior, policy).action == "retune_threshold"
+    moved = _report(drifted_share=0.6, decay=0.2, metric="average_precision")
+    draft = rule_recovery(moved, policy)
+    assert draft.action == "retrain" and draft.reference_fraction == 0.5
+    concept = _report(decay=0.2, metric="average_precision", reference_score=0.8, current_score=0.6)
+    assert rule_recovery(concept, policy).reference_fraction == 0.25
+    assert rule_recovery(_report(labelled_rows=10, drifted_share=0.6), policy).action == "none"
+    assert rule_recovery(_report(severity="none"), policy).action == "none"
