@@ -19,11 +19,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## demo: find, register and promote a model for the shipped AI4I 2020 data, then score the file with it
+## demo: a task in plain words → plan → train (Prefect flow) → gate → @champion, then score the file with it
 demo: install
-	$(BIN)/poise train poise/examples/ai4i2020.csv --target target \
-		--metric recall_at_precision --min-precision 0.5 --budget 120 --name ai4i-failures
-	$(BIN)/poise predict poise/examples/ai4i2020.csv --model ai4i-failures --out predictions.csv
+	$(BIN)/poise run "catch machine failures in poise/examples/ai4i2020.csv, keep precision above 0.5, two minutes" \
+		--auto-approve
+	$(BIN)/poise predict poise/examples/ai4i2020.csv --model ai4i2020 --out predictions.csv
 	$(BIN)/poise models
 
 ## test: the whole suite (unit + end-to-end on real data)
