@@ -143,3 +143,49 @@ def test_the_rules_answer_each_kind_of_drift():
     assert rule_recovery(concept, policy).reference_fraction == 0.25
     assert rule_recovery(_report(labelled_rows=10, drifted_share=0.6), policy).action == "none"
     assert rule_recovery(_report(severity="none"), policy).action == "none"
+
+
+def test_watch_checks_the_predictions_the_champion_served_with_their_late_labels(champion, tables):
+    """What `poise serve` logs and `poise feedback` labels is what `poise watch` checks."""
+    from poise.cli.main import app
+    from poise.registry.predictions import PredictionStore, default_path
+
+    version = versions.alias_version(NAME, "champion")
+    model = versions.load(f"{NAME}:{version}")
+    rows = pd.read_csv(tables["shifted"])
+    scored = model.predict(rows, allow_extra=True)
+    store = PredictionStore(default_path())
+    ids = store.log(NAME, version, rows[model.card.features], scored["proba"], scored["pred"])
+    store.attach_labels(ids[0].request_id, rows["target"].tolist())
+    result = CliRunner().invoke(app, ["watch", NAME, "--every", "1", "--checks", "1", "--monitor-only",
+                                      "--window", "2000"])
+    assert result.exit_code == 0, result.output
+    assert "severity" in result.stdout
+    from poise.pipelines.monitor import monitor_flow
+
+    report = monitor_flow(NAME, window=2000, html=False)
+    assert report.current_rows == 2000 and report.labelled_rows == 2000 and report.decay is not None
+
+
+def test_an_llm_recomposes_under_the_same_guardrails(champion, tables, lifecycle):
+    """The LLM proposes a retrain on a window too small to judge: the guardrails refuse it."""
+    from poise.agents.brain import LLMBrain
+    from poise.agents.llm import LLMSettings
+    from tests.llm_server import ScriptedLLMServer
+
+    with ScriptedLLMServer(model="scripted-model") as server:
+        server.reply_json({"action": "retrain", "reference_fraction": 0.3, "reasons": ["the data moved"]})
+        mind = LLMBrain(LLMSettings(base_url=server.base_url, model="scripted-model", timeout_seconds=2,
+                                    retries=0))
+        llm_lifecycle = Lifecycle(brain=mind)
+        try:
+            shifted = pd.read_csv(tables["shifted"]).drop(columns=["target"])  # no labels at all
+            path = tables["shifted"].with_name("unlabelled.csv")
+            shifted.to_csv(path, index=False)
+            view = llm_lifecycle.recover(NAME, current=str(path))
+        finally:
+            llm_lifecycle.close()
+    assert view.values["report"]["severity"] == "act" and view.status == "no action"
+    recompose = [e for e in llm_lifecycle.journal.events(view.run_id) if e.step == "recompose"][0]
+    assert recompose.mind == "llm:scripted-model"
+    assert any("labelled row" in r for r in recompose.repairs)
