@@ -73,7 +73,10 @@ def train(
 ) -> TrainingOutcome:
     """Train (the train flow) and, when the candidate passes its gates, deploy it (the deploy flow)."""
     from poise.pipelines.deploy import deploy_flow
+    from poise.tools import data
 
+    # a wrong path, target or label is the user's to fix now, before any flow machinery starts
+    data.prepare_target(data.load_table(task_spec.data), task_spec.target, task_spec.positive_label)
     with runtime.observing(on_stage, on_trial):
         outcome = run_training(named(task_spec), plan)
         if promote_if_passed and outcome.gate.passed:
@@ -98,6 +101,9 @@ def _train_on_worker(deployment: str, task_spec: TaskSpec, plan: Plan | None) ->
 
     started = time.monotonic()
     runtime.stage(f"training on a worker ({deployment})")
+    local = Path(task_spec.data).expanduser()
+    if local.exists():  # the worker runs in a folder of its own: a relative path would not reach the file
+        task_spec = task_spec.model_copy(update={"data": str(local.resolve())})
     parameters = {"task_spec": task_spec.model_dump(mode="json"),
                   "plan": None if plan is None else plan.model_dump(mode="json")}
     flow_run = run_deployment(deployment, parameters=parameters, timeout=None)

@@ -51,10 +51,14 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls) -> Settings:
         home = Path(_env("POISE_HOME", str(Path.home() / ".poise"))).expanduser().resolve()
+        tracking_uri = _env("POISE_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+        # a tracking server keeps the artifacts itself, where every machine can reach them
+        served = tracking_uri.startswith(("http://", "https://"))
         return cls(
             home=home,
-            tracking_uri=_env("POISE_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
-            artifact_root=_env("POISE_ARTIFACT_ROOT") or (home / "artifacts").as_uri(),
+            tracking_uri=tracking_uri,
+            artifact_root=_env("POISE_ARTIFACT_ROOT") or ("mlflow-artifacts:/" if served
+                                                          else (home / "artifacts").as_uri()),
             optuna_storage=_env("POISE_OPTUNA_STORAGE") or f"sqlite:///{home / 'optuna.db'}",
             experiment=_env("POISE_EXPERIMENT", "poise"),
             max_budget_seconds=float(_env("POISE_MAX_BUDGET_SECONDS", str(6 * 3600))),
@@ -94,6 +98,8 @@ def _keep_libraries_inside_home(settings: Settings) -> None:
 _LIBRARY_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # against a tracking server MLflow prints a "View run" link per run to stdout, breaking --json output
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "GIT_PYTHON_REFRESH": "quiet",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
