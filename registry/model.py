@@ -91,8 +91,11 @@ class PoiseModel(PythonModel):
         self.card = ModelCard.model_validate_json(Path(context.artifacts["card"]).read_text())
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        frame = self.card.prepare(pd.DataFrame(model_input), allow_extra=True)
-        proba = self.pipeline.predict_proba(frame)[:, 1]
+        return self.score(self.card.prepare(pd.DataFrame(model_input), allow_extra=True))
+
+    def score(self, prepared: pd.DataFrame) -> pd.DataFrame:
+        """``proba`` and ``pred`` of rows that ``card.prepare`` has already checked."""
+        proba = self.pipeline.predict_proba(prepared)[:, 1]
         return pd.DataFrame({"proba": proba, "pred": self.card.label_of(pd.Series(proba >= self.card.threshold))})
 
 

@@ -205,8 +205,7 @@ class LoadedModel:
 
     def predict(self, frame: pd.DataFrame, *, allow_extra: bool = False) -> pd.DataFrame:
         """``proba`` and ``pred`` for every row, after checking the columns."""
-        rows = self.card.prepare(frame, allow_extra=allow_extra)
-        return self.model.predict(None, rows)
+        return self.model.score(self.card.prepare(frame, allow_extra=allow_extra))
 
 
 def load(ref: str) -> LoadedModel:
