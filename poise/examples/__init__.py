@@ -1,0 +1,1 @@
+"""Example data and runnable demos (python -m poise.examples.drift_demo)."""
