@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo drift-demo test test-all lint bench clean
 
 # torch is pinned exactly in pyproject.toml: its CPU build; a looser pin pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -25,6 +25,10 @@ demo: install
 		--auto-approve
 	$(BIN)/poise predict poise/examples/ai4i2020.csv --model ai4i2020 --out predictions.csv
 	$(BIN)/poise models
+
+## drift-demo: train, serve, feed drifting data, watch poise detect it, recover, and swap the champion
+drift-demo: install
+	$(BIN)/python -m poise.examples.drift_demo
 
 ## test: the whole suite (unit + end-to-end on real data)
 test: install
