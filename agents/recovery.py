@@ -153,7 +153,8 @@ class _RecoveryNodes(NodeBase):
         self._audit(state, "approve", None, summary[answer["action"]]
                     + (" (the plan lets it run unattended)" if who == "policy" else "")
                     + (f": {answer['reason']}" if answer.get("reason") else ""),
-                    mind=who, approver=answer.get("approver"), output={"action": answer["action"]})
+                    mind=who, approver=None if who == "policy" else answer.get("approver"),
+                    output={"action": answer["action"]})
         return {"decision": answer}
 
     def train(self, state: RecoveryState) -> dict:

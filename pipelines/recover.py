@@ -1,8 +1,8 @@
 """The work of a recovery, as Prefect flows: re-tune the threshold, build a retraining table, challenge.
 
-Recent labelled rows are split once, by row content, into a part a recovery may learn from
-and a part it is judged on: neither the champion nor the challenger ever saw the judging
-rows, so the paired bootstrap compares two honest scores on the same rows. The challenger
+Recent labelled rows are split once, in the order they arrived, into a part a recovery may learn
+from and the newest part it is judged on: neither the champion nor the challenger ever saw the
+judging rows, so the paired bootstrap compares two honest scores on the same rows. The challenger
 must also hold the plan's floors on the champion's original holdout.
 """
 
@@ -41,15 +41,29 @@ def save_recent(champion: Champion, window: Window, folder: Path) -> Path | None
 
 
 def recent_parts(recent: str | Path, champion: Champion, eval_fraction: float) -> tuple[Any, Any]:
-    """(rows to learn from, rows to judge on) of the recent labelled rows."""
+    """(rows to learn from, rows to judge on) of the recent labelled rows, in the order they arrived.
+
+    The newest ``eval_fraction`` of the rows is judged on, so a challenger is always judged on rows
+    later than any it learned from: neighbouring minutes of a time series are nearly the same row,
+    and a split that interleaves them would flatter it.
+    """
     from poise.tools import data
 
     table = data.prepare_target(data.load_table(recent), champion.card.target, champion.card.positive_label)
-    try:
-        return data.split_holdout(table, eval_fraction)
-    except DataError as exc:
-        raise DataError(f"the recent labelled rows cannot be split to learn and to judge: {exc.problem}",
-                        "attach more labels (poise feedback FILE) or pass a larger labelled --current file") from None
+    cut = len(table.y) - max(1, round(eval_fraction * len(table.y)))
+    learn, judge = table.y[:cut], table.y[cut:]
+    if min(learn.sum(), len(learn) - learn.sum(), judge.sum(), len(judge) - judge.sum()) < 2:
+        raise DataError(
+            f"the recent labelled rows cannot be split to learn and to judge: the older {len(learn)} hold "
+            f"{int(learn.sum())} positive(s), the newer {len(judge)} hold {int(judge.sum())}; each part needs "
+            "at least 2 of each class",
+            "attach more labels (poise feedback FILE) or pass a larger labelled --current file")
+
+    def part(rows: slice) -> Any:
+        return data.LabelledTable(table.features.iloc[rows].reset_index(drop=True), table.y[rows],
+                                  table.positive_label, table.negative_label)
+
+    return part(slice(0, cut)), part(slice(cut, None))
 
 
 def judging_metric(task_spec: TaskSpec, action: str) -> str:
