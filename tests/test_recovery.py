@@ -189,3 +189,24 @@ def test_an_llm_recomposes_under_the_same_guardrails(champion, tables, lifecycle
     recompose = [e for e in llm_lifecycle.journal.events(view.run_id) if e.step == "recompose"][0]
     assert recompose.mind == "llm:scripted-model"
     assert any("labelled row" in r for r in recompose.repairs)
+
+
+def test_a_threshold_retune_registers_a_version_judged_on_a_decision_metric(champion, tables, tmp_path):
+    """Label-prior shift: the same pipeline with a threshold tuned on recent labels, judged on rows it
+    was not tuned on, at a metric a threshold can change."""
+    from poise.pipelines.monitor import champion_of
+    from poise.pipelines.recover import challenge_flow, judging_metric, retune_flow
+
+    rows = pd.read_csv(tables["same"])
+    shifted = pd.concat([rows, rows[rows["target"] == 1].sample(frac=3.0, replace=True, random_state=0)])
+    recent = tmp_path / "recent.csv"
+    shifted.sample(frac=1.0, random_state=1).to_csv(recent, index=False)
+    before = champion_of(NAME)
+    candidate = retune_flow(NAME, str(recent), 0.5)
+    assert candidate.version != before.version and candidate.estimator == before.card.estimator
+    assert versions.load(f"{NAME}:{candidate.version}").card.threshold == pytest.approx(candidate.threshold)
+    metric = judging_metric(before.task, "retune_threshold")
+    assert metric == "mcc"  # average precision cannot move with a threshold
+    gate = challenge_flow(NAME, candidate.version, str(recent), 0.5, metric)
+    low, high = gate.difference_ci
+    assert gate.metric == "mcc" and low <= high and gate.passed == (low > 0)
