@@ -92,20 +92,18 @@ class _RecoveryNodes(NodeBase):
         return self.settings.home / "recoveries" / state["run_id"]
 
     def monitor(self, state: RecoveryState) -> dict:
-        from poise.pipelines.monitor import champion_of, monitor_flow, window_from_file, window_from_store
-        from poise.pipelines.recover import save_recent
+        from poise.pipelines.monitor import RECENT_FILE, monitor_flow
 
-        report = monitor_flow(state["model"], state.get("current"), state.get("window"))
-        champion = champion_of(state["model"])
-        window = (window_from_file(champion, state["current"]) if state.get("current")
-                  else window_from_store(champion, state.get("window") or 1000))
-        recent = save_recent(champion, window, self._folder(state))
+        folder = self._folder(state)
+        report = monitor_flow(state["model"], state.get("current"), state.get("window"), keep_labelled=str(folder))
+        recent = folder / RECENT_FILE
+        window = state.get("current") or f"the last {state.get('window') or 'default'} logged predictions"
         self._audit(state, "monitor", None, f"severity {report.severity}: " + "; ".join(report.reasons),
-                    mind="policy", inputs={"model": state["model"], "version": champion.version,
-                                           "window": window.source, "html": report.html_path},
+                    mind="policy", inputs={"model": state["model"], "version": report.model_version,
+                                           "window": window, "html": report.html_path},
                     output=report.model_dump(mode="json", exclude={"policy"}))
-        self.journal.set_status(state["run_id"], "monitoring", model=state["model"], version=champion.version)
-        return {"report": report.model_dump(mode="json"), "recent": None if recent is None else str(recent)}
+        self.journal.set_status(state["run_id"], "monitoring", model=state["model"], version=report.model_version)
+        return {"report": report.model_dump(mode="json"), "recent": str(recent) if recent.exists() else None}
 
     def diagnose(self, state: RecoveryState) -> dict:
         report = DriftReport.model_validate(state["report"])

@@ -25,6 +25,7 @@ from poise.pipelines import runtime
 from poise.settings import get_settings
 
 DEFAULT_WINDOW = 1000
+RECENT_FILE = "recent.parquet"  # the labelled rows of a window, kept for a recovery
 
 
 @dataclass
@@ -108,6 +109,20 @@ def window_from_file(champion: Champion, path: str) -> Window:
     labels = (binary_labels(frame[target], champion.card.positive_label) if target in frame.columns
               else np.full(len(frame), np.nan))
     return Window(champion.card.prepare(frame, allow_extra=True), scored["proba"].to_numpy(float), labels, path)
+
+
+def save_recent(champion: Champion, window: Window, folder: Path) -> Path | None:
+    """The labelled rows of the window, in the target's own values; None when no row is labelled."""
+    labelled = window.labelled
+    if not labelled.any():
+        return None
+    card = champion.card
+    frame = window.features.loc[labelled, card.features].reset_index(drop=True)
+    frame[card.target] = np.where(window.labels[labelled] == 1.0, card.positive_label, card.negative_label)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RECENT_FILE
+    frame.to_parquet(path, index=False)
+    return path
 
 
 def current_score(champion: Champion, window: Window) -> float | None:
@@ -200,13 +215,19 @@ def _run_name() -> str:
 
 @flow(name="poise-monitor", flow_run_name=_run_name, validate_parameters=False)
 def monitor_flow(model: str, current: str | None = None, window: int | None = None,
-                 html: bool = True) -> DriftReport:
-    """One drift check of ``model``'s champion on a file (``current``) or its last ``window`` predictions."""
+                 html: bool = True, keep_labelled: str | None = None) -> DriftReport:
+    """One drift check of ``model``'s champion on a file (``current``) or its last ``window`` predictions.
+
+    ``keep_labelled`` names a folder where the window's labelled rows are kept (as ``RECENT_FILE``)
+    for a recovery to learn from and be judged on.
+    """
     if current is not None and window is not None:
         raise PoiseError("both a file and a window were given", "pass either --current FILE or --window N")
     started = time.monotonic()
     champion, reference = load_champion(model)
     rows = collect_window(champion, current, window)
+    if keep_labelled is not None:
+        save_recent(champion, rows, Path(keep_labelled))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     folder = get_settings().home / "monitoring" / model
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,28 +18,13 @@ from prefect.cache_policies import NO_CACHE
 from poise.contracts import Candidate, GateReport, Plan, RecoveryDecision, TaskSpec
 from poise.errors import DataError
 from poise.pipelines import runtime
-from poise.pipelines.monitor import Champion, Window, champion_of
+from poise.pipelines.monitor import Champion, champion_of
 from poise.settings import get_settings
 
-RECENT_FILE = "recent.parquet"
 RETRAIN_FILE = "retrain.parquet"
 
 
 # ---------------------------------------------------------------------- data
-def save_recent(champion: Champion, window: Window, folder: Path) -> Path | None:
-    """The labelled rows of the window, in the target's own values; None when no row is labelled."""
-    labelled = window.labelled
-    if not labelled.any():
-        return None
-    card = champion.card
-    frame = window.features.loc[labelled, card.features].reset_index(drop=True)
-    frame[card.target] = np.where(window.labels[labelled] == 1.0, card.positive_label, card.negative_label)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / RECENT_FILE
-    frame.to_parquet(path, index=False)
-    return path
-
-
 def recent_parts(recent: str | Path, champion: Champion, eval_fraction: float) -> tuple[Any, Any]:
     """(rows to learn from, rows to judge on) of the recent labelled rows, in the order they arrived.
 
