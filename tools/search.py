@@ -135,9 +135,15 @@ def search(
     storage: str | None = None,
     study_name: str | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
+    deadline: float | None = None,
 ) -> SearchResult:
-    """Find, refit and return the best pipeline for ``task`` within ``plan.budget_seconds``."""
-    return explore(X, y, task, plan, columns, storage=storage, study_name=study_name, on_trial=on_trial).refit()
+    """Find, refit and return the best pipeline for ``task`` within ``plan.budget_seconds``.
+
+    ``deadline`` (a ``time.monotonic()`` instant), when given, is when search and refit must be
+    done instead: the caller has already spent part of the user's budget on its own work.
+    """
+    return explore(X, y, task, plan, columns, storage=storage, study_name=study_name, on_trial=on_trial,
+                   deadline=deadline).refit()
 
 
 def explore(
@@ -150,9 +156,10 @@ def explore(
     storage: str | None = None,
     study_name: str | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
+    deadline: float | None = None,
 ) -> Exploration:
     """The search without its last step: the chosen members, ready for ``Exploration.refit()``."""
-    return _Search(X, y, task, plan, columns, storage, study_name, on_trial).explore()
+    return _Search(X, y, task, plan, columns, storage, study_name, on_trial, deadline).explore()
 
 
 @dataclass
@@ -170,7 +177,7 @@ class Exploration:
 
 
 class _Search:
-    def __init__(self, X, y, task, plan, columns, storage, study_name, on_trial) -> None:  # noqa: ANN001
+    def __init__(self, X, y, task, plan, columns, storage, study_name, on_trial, deadline=None) -> None:  # noqa: ANN001
         from sklearn.model_selection import StratifiedKFold
 
         self.X, self.y = X[columns.all].reset_index(drop=True), np.asarray(y).astype(int)
@@ -190,7 +197,7 @@ class _Search:
         )
         self.strategies, self.models, self.skipped = self._allowed()
         self.start = time.monotonic()
-        self.deadline = self.start + plan.budget_seconds
+        self.deadline = self.start + plan.budget_seconds if deadline is None else deadline
         self.records: list[TrialRecord] = []
         self.best: list[Member] = []  # the top candidates so far, best first
 
