@@ -129,22 +129,21 @@ class _Nodes(NodeBase):
     # ------------------------------------------------------------------ nodes
     def understand(self, state: LifecycleState) -> dict:
         from poise.agents.guardrails import task_from_draft
-        from poise.agents.understand import parse_task
+        from poise.agents.understand import parse_task, read_task
         from poise.errors import PoiseError
         from poise.tools.data import load_table
 
-        rules = parse_task(state["text"], None, state.get("data"))
-        data = state.get("data") or rules.data
+        data = state.get("data") or parse_task(state["text"], None, state.get("data")).data
         if not data:
             raise PoiseError("the task names no data file", 'mention it ("... in data/churn.csv") or pass --data')
         columns = list(load_table(data).columns)
-        rules = parse_task(state["text"], columns, data)
+        rules = read_task(state["text"], columns, data)
         thought = think(self.brain, "understand", state["text"], columns, data)
-        task, repairs = task_from_draft(thought.value, rules=rules, columns=columns, data=data,
-                                        settings=self.settings, text=state["text"])
+        task, repairs, unread = task_from_draft(thought.value, rules=rules, columns=columns, data=data,
+                                                settings=self.settings, text=state["text"])
         self._audit(state, "understand", thought, f"predict {task.target!r} in {task.data}, maximise {task.metric}, "
                     f"{task.budget_seconds:g} s", inputs={"text": state["text"], "columns": columns[:50]},
-                    output=task.model_dump(mode="json"), repairs=repairs)
+                    output=task.model_dump(mode="json"), repairs=repairs, not_understood=unread)
         return {"task": task.model_dump(mode="json")}
 
     def profile(self, state: LifecycleState) -> dict:
@@ -190,7 +189,7 @@ class _Nodes(NodeBase):
             plan, repairs = check_plan(
                 Plan.model_validate(decision["plan"]), task=TaskSpec.model_validate(state["task"]),
                 profile=DataProfile.model_validate(state["profile"]),
-                baseline=Plan.model_validate(state["baseline"]), settings=self.settings)
+                baseline=Plan.model_validate(state["baseline"]), settings=self.settings, edited=True)
             update["plan"] = plan.model_dump(mode="json")
         if decision["action"] == "reject":
             self.journal.set_status(state["run_id"], "rejected", decision.get("reason", ""))
@@ -324,8 +323,22 @@ class Lifecycle:
     def approve(self, run_id: str, plan: Plan | None = None, approver: str | None = None) -> RunView:
         decision: dict[str, Any] = {"action": "edit" if plan else "approve", "approver": approver or who()}
         if plan is not None:
+            self.check_edit(run_id, plan)  # a bad edit is refused here, and the run keeps waiting
             decision["plan"] = plan.model_dump(mode="json")
         return self._answer(run_id, decision)
+
+    def check_edit(self, run_id: str, plan: Plan) -> tuple[Plan, list[str]]:
+        """An edited plan for a waiting run, checked as the approval will check it: (plan, repairs)."""
+        from poise.agents.guardrails import check_plan
+        from poise.errors import PoiseError
+
+        view = self.view(run_id)
+        if view.pending is None:
+            raise PoiseError(f"run {view.run_id} is not waiting for approval (it is {view.status})",
+                             f"see poise show {view.run_id}")
+        return check_plan(plan, task=TaskSpec.model_validate(view.values["task"]),
+                          profile=DataProfile.model_validate(view.values["profile"]),
+                          baseline=Plan.model_validate(view.values["baseline"]), settings=self.settings, edited=True)
 
     def reject(self, run_id: str, reason: str, approver: str | None = None) -> RunView:
         return self._answer(run_id, {"action": "reject", "reason": reason, "approver": approver or who()})
@@ -381,6 +394,8 @@ def plan_only(text: str, data: str | None = None, settings: Settings | None = No
     """understand → profile → plan, without a checkpoint or a pending run (``poise plan``)."""
     from langgraph.checkpoint.memory import InMemorySaver
 
+    from poise.agents.notices import notices
+
     settings = settings or get_settings()
     journal = Journal(settings.home / "runs.db")
     graph = build_lifecycle_graph(brain or configured_brain(), journal, settings, InMemorySaver(),
@@ -390,7 +405,8 @@ def plan_only(text: str, data: str | None = None, settings: Settings | None = No
     graph.invoke({"run_id": run_id, "text": text, "data": data}, _config(run_id))
     values = graph.get_state(_config(run_id)).values
     journal.set_status(run_id, "planned")
-    return {"run_id": run_id, "task": values["task"], "plan": values["plan"], "profile": values["profile"]}
+    return {"run_id": run_id, "task": values["task"], "plan": values["plan"], "profile": values["profile"],
+            "notices": notices(journal.events(run_id))}
 
 
 def _config(run_id: str) -> dict[str, Any]:

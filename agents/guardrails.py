@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from poise.agents.understand import TaskReading
 from poise.contracts import (
     DataProfile,
     DataStep,
@@ -61,42 +62,65 @@ def match_column(name: str | None, columns: Sequence[str]) -> str | None:
     return hits[0] if len(hits) == 1 else None
 
 
+def close_columns(name: str, columns: Sequence[str], n: int = 5) -> list[str]:
+    """Columns spelled like ``name`` or sharing a word with it, closest first (for error messages)."""
+    import difflib
+
+    by_norm = {_normalise(c): c for c in columns}
+    close = [by_norm[m] for m in difflib.get_close_matches(_normalise(name), list(by_norm), n=n, cutoff=0.5)]
+    words = {w for w in re.split(r"[\W_]+", name.lower()) if len(w) >= 3}
+    close += [c for c in columns if words & set(re.split(r"[\W_]+", c.lower())) and c not in close]
+    return close[:n]
+
+
+def _no_such_target(name: str | None, columns: Sequence[str], data: str, from_text: bool) -> PoiseError:
+    listed = ", ".join(repr(c) for c in list(columns)[:20]) + (" ..." if len(columns) > 20 else "")
+    if not name:
+        return PoiseError("cannot tell which column to predict: the task names none",
+                          f'name it in the task, e.g. "predict {list(columns)[-1]}"; columns: {listed}')
+    close = close_columns(name, columns)
+    hint = f"close names: {', '.join(map(repr, close))}" if close else f"columns: {listed}"
+    example = (close or [c for c in columns if _normalise(c) in ("target", "label", "class", "y")]
+               or list(columns)[-1:])[0]
+    said = f"the task names {name!r}" if from_text else f"{name!r} was proposed"
+    return PoiseError(f"{said} as the column to predict, but {data} has no such column",
+                      f'name a column of the table, e.g. "predict {example}"; {hint}')
+
+
 def task_from_draft(
     draft: TaskDraft,
     *,
-    rules: TaskDraft,
+    rules: TaskDraft | TaskReading,
     columns: Sequence[str],
     data: str,
     settings: Settings,
     text: str,
-) -> tuple[TaskSpec, list[str]]:
-    """Check a Brain's TaskDraft against the user's words (``rules``, parsed from the text) and the data."""
+) -> tuple[TaskSpec, list[str], list[str]]:
+    """Check a Brain's TaskDraft against the user's words (``rules``, read from the text) and the data.
+
+    Returns the task, the repairs (every field changed or chosen for the person) and what of the
+    text was not understood. Values the text states out of range, and a named target the table
+    lacks, are errors: poise never runs something other than what was asked without saying so.
+    """
+    reading = rules if isinstance(rules, TaskReading) else TaskReading(rules, "named" if rules.target else None)
+    stated = reading.draft
+    if reading.problems:
+        raise PoiseError("the task asks for what poise cannot do: " + "; ".join(reading.problems),
+                         "a floor is a share above 0 and at most 100% (e.g. 'precision at least 50%'); a budget "
+                         f"is at most {settings.max_budget_seconds:g} s on this installation (e.g. '10 minutes')")
     repairs: list[str] = []
     fields = draft.model_dump()
-    for name in _STATED:  # what the text says, the text decides
-        stated = getattr(rules, name)
-        if stated is not None and fields[name] != stated:
-            repairs.append(f"{name}: {fields[name]!r} → {stated!r} (as the task text states)")
-            fields[name] = stated
+    for name in _STATED:  # what the text says, the text decides (a target the rules only guessed is no statement)
+        value = getattr(stated, name)
+        if value is not None and fields[name] != value and not (name == "target" and reading.target_guessed):
+            repairs.append(f"{name}: {fields[name]!r} → {value!r} (as the task text states)")
+            fields[name] = value
     for name in _NUMBERS:  # a number the text does not state must at least appear in it
         value = fields[name]
-        if value is not None and getattr(rules, name) is None and not _grounded(float(value), text):
+        if value is not None and getattr(stated, name) is None and not _grounded(float(value), text):
             repairs.append(f"{name}: {value!r} dropped (no such number in the task text)")
             fields[name] = None
-    target = match_column(fields["target"], columns)
-    if target is None:
-        fallback = match_column(rules.target, columns)
-        if fallback is None:
-            named = f" ({fields['target']!r} is not a column)" if fields["target"] else ""
-            raise PoiseError(
-                f"cannot tell which column to predict{named}",
-                "name it in the task, e.g. \"predict churn_flag\", or pass --target; columns: "
-                + ", ".join(repr(c) for c in list(columns)[:20]),
-            )
-        repairs.append(f"target: {fields['target']!r} → {fallback!r} (not a column of the table)")
-        target = fallback
-    elif target != fields["target"]:
-        repairs.append(f"target: {fields['target']!r} → {target!r} (the header's spelling)")
+    target = _checked_target(fields["target"], reading, columns, data, repairs)
     metric = fields["metric"] or ("recall_at_precision" if fields["min_precision"]
                                   else "precision_at_recall" if fields["min_recall"] else "average_precision")
     if metric == "recall_at_precision" and fields["min_precision"] is None:
@@ -114,7 +138,30 @@ def task_from_draft(
         min_precision=fields["min_precision"], min_recall=fields["min_recall"], beta=fields["beta"] or 1.0,
         budget_seconds=budget, seed=fields["seed"] or 0, description=text[:4000],
     )
-    return task, repairs
+    # What the rules could not read but the Brain did (its numbers are in those words) was understood after all.
+    taken = [float(fields[n]) for n in _NUMBERS if fields[n] is not None and getattr(stated, n) is None]
+    unread = [words for words in reading.unread if not any(_grounded(v, words) for v in taken)]
+    return task, repairs, unread
+
+
+def _checked_target(name: str | None, reading: TaskReading, columns: Sequence[str], data: str,
+                    repairs: list[str]) -> str:
+    """The header's column for the Brain's target; a target the text names must exist, a guess is said aloud."""
+    target = match_column(name, columns)
+    if target is None:
+        guess = match_column(reading.draft.target, columns) if reading.target_guessed else None
+        if guess is None:
+            raise _no_such_target(name, columns, data, from_text=name == reading.draft.target)
+        repairs.append(f"target: {name!r} → {guess!r} ({name!r} is not a column of the table)")
+        target = guess
+    elif target != name:
+        repairs.append(f"target: {name!r} → {target!r} (the header's spelling)")
+    if reading.target_found not in ("named", "described"):
+        why = {"literal": "its name says it is the label",
+               "partial": "its name shares the most words with what the task describes"}.get(
+            reading.target_found or "", "the mind chose it")
+        repairs.append(f"target: the task names no column → {target!r} ({why}); to choose, say \"predict COLUMN\"")
+    return target
 
 
 def plan_from_draft(
@@ -140,11 +187,17 @@ def _derived_name(op: str, a: str, b: str) -> str:
 
 
 def check_plan(plan: Plan, *, task: TaskSpec, profile: DataProfile, baseline: Plan,
-               settings: Settings) -> tuple[Plan, list[str]]:
-    """Validate any plan (a Brain's, or one a person edited) against the data, the registries and the caps."""
+               settings: Settings, edited: bool = False) -> tuple[Plan, list[str]]:
+    """Validate any plan (a Brain's, or one a person ``edited``) against the data, the registries and the caps.
+
+    A Brain's unknown names are repaired (the baseline stands in); a person's plan that names no
+    strategy or no model poise knows is an error, since repairing it would run a plan nobody wrote."""
     from poise.tools.models import MODELS
     from poise.tools.strategies import STRATEGIES
 
+    if edited:
+        _require_known(plan.search.strategies, STRATEGIES, "strategy")
+        _require_known(plan.search.models, MODELS, "model")
     repairs: list[str] = []
     known = {c.name for c in profile.columns}
     numeric = {c.name for c in profile.columns if c.kind == "numeric"}
@@ -179,7 +232,10 @@ def check_plan(plan: Plan, *, task: TaskSpec, profile: DataProfile, baseline: Pl
         if name not in strategies:
             strategies.append(name)
             repairs.append(f"strategy {name!r} added: it always stands beside the samplers")
-    models = _from_registry(plan.search.models, MODELS, "model", repairs) or list(baseline.search.models)
+    models = _from_registry(plan.search.models, MODELS, "model", repairs)
+    if not models:
+        models = list(baseline.search.models)
+        repairs.append(f"models: none poise knows → {', '.join(models)} (the data-driven plan's)")
     budget = plan.budget_seconds
     if budget > settings.max_budget_seconds:
         repairs.append(f"budget_seconds: {budget:g} → {settings.max_budget_seconds:g} (the installation's cap)")
@@ -191,6 +247,13 @@ def check_plan(plan: Plan, *, task: TaskSpec, profile: DataProfile, baseline: Pl
     if not [c for c in known if c not in dropped]:
         raise PoiseError("the plan drops every column", "keep at least one feature column")
     return checked, repairs
+
+
+def _require_known(names: Sequence[str], registry: dict, what: str) -> None:
+    if not any(name in registry for name in names):
+        unknown = f": {', '.join(map(repr, names))} {'is' if len(names) == 1 else 'are'} unknown" if names else ""
+        raise PoiseError(f"the edited plan names no {what} poise knows{unknown}",
+                         f"list at least one of: {', '.join(registry)}")
 
 
 def _from_registry(names: Sequence[str], registry: dict, what: str, repairs: list[str]) -> list[str]:

@@ -77,7 +77,9 @@ _TRANSLATE = str.maketrans({
 
 
 def _clean(text: str) -> str:
-    return (text or "")[:_MAX_TEXT].translate(_TRANSLATE)
+    text = (text or "")[:_MAX_TEXT].translate(_TRANSLATE)
+    # A decimal comma after a leading zero ("0,5") cannot be a thousands separator.
+    return re.sub(r"(?<![\w.,])0,(?=\d)", "0.", text)
 
 
 def _mask(text: str, start: int, end: int, keep: str = "") -> str:
@@ -123,7 +125,8 @@ def _stem_match(a: str, b: str) -> bool:
 _DIGITS = r"(?:\d+(?:\.\d+)?|\.\d+)"
 _NUM = rf"(?<![\w.]){_DIGITS}"
 _END = r"(?!\w)(?!\.\d)"
-_PCT = r"(?:\s*(?P<pct>%|percent\b|per\s*cent\b))?"
+_PERCENT_WORDS = r"%|percent\b|per\s*cent\b|prozent\b|pour\s*cent\b|por\s*ciento\b"
+_PCT = rf"(?:\s*(?P<pct>{_PERCENT_WORDS}))?"
 
 _ONES = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -149,13 +152,12 @@ def _word_value(words: str) -> float:
     return float(total)
 
 
-def _fraction(value: str, percent: bool) -> float | None:
-    """A threshold as a fraction in (0, 1]: percentages and numbers above 1 are divided by 100."""
+def _fraction(value: str, percent: bool) -> float:
+    """A threshold as a fraction: percentages and numbers above 1 are divided by 100 (may fall outside (0, 1])."""
     number = float(value)
     if percent or number > 1:
         number /= 100
-    number = round(number, 10)
-    return number if 0 < number <= 1 else None
+    return round(number, 10)
 
 
 # ------------------------------------------------------------------ data path
@@ -251,30 +253,51 @@ _MID_WORDS = (
     "stays?|staying|remains?|must|should|shall|kept|keep|needs?|has|have|minimum|min|floor|threshold|target|"
     "a|an|the|drops?|dropping|falls?|falling|go|goes|gets?|exceeds?|exceeding|or|equal|equals|beyond|around|"
     "about|roughly|approximately|always|it|we|want|require[sd]?|reach(?:es)?|hits?|bound|held|holds?|sits?|"
-    "don't|doesn't|can't|cannot|shouldn't|mustn't|won't"
+    "don't|doesn't|can't|cannot|shouldn't|mustn't|won't|"
+    # German, French, Spanish: "Präzision mindestens 50 %", "précision d'au moins 80 %", "precisión de al menos 0,8"
+    "mindestens|wenigstens|minimal|über|ueber|von|soll|sollte|muss|ist|bei|größer|groesser|als|"
+    "d'au|au|moins|supérieure?|superieure?|à|de|du|la|le|une?|doit|être|est|"
+    "al|menos|por|lo|mínim[oa]|minim[oa]|mayor|que|el|debe|ser|sea"
 )
-_MID = rf"(?:\s*(?:[:=\u2265>\u2264<~]+|\b(?:{_MID_WORDS})\b)){{0,8}}\s*"
+_MID = rf"(?:\s*(?:[:=\u2265>\u2264<~]+|(?<!\w)(?:{_MID_WORDS})(?!\w))){{0,8}}\s*"
 _FLOOR_KEYS: list[tuple[str, bool, str]] = [  # (floor, complement, key words)
-    ("precision", False, r"precision|ppv|positive\s+predictive\s+value"),
-    ("recall", False, r"recall|sensitivity|tpr|true\s+positive\s+rate|detection\s+rate|hit\s+rate|catch\s+rate"),
+    ("precision", False, r"precision|ppv|positive\s+predictive\s+value|pr[äa]zision|praezision|pr[ée]cision"
+                         r"|precisi[óo]n"),
+    ("recall", False, r"recall|sensitivity|tpr|true\s+positive\s+rate|detection\s+rate|hit\s+rate|catch\s+rate"
+                      r"|sensitivit[äa]t|trefferquote|rappel|sensibilit[ée]|sensibilidad|exhaustividad"),
     ("precision", True, r"false\s+discovery\s+rate|fdr"),
     ("recall", True, r"false\s+negative\s+rate|fnr|miss\s+rate"),
 ]
-_UNIT_WORDS = r"days?|hours?|hrs?|minutes?|mins?|seconds?|secs?|h|m|s"
+# Time units, with the seconds each is worth; the longest spelling first inside each group.
+_UNITS: list[tuple[int, str]] = [
+    (86400, r"days?|tage?n?|jours?|d[ií]as?"),
+    (3600, r"hours?|hrs?|h|stunden?|std|heures?|horas?"),
+    (60, r"minutes?|minuten|minutos?|mins?|m"),
+    (1, r"seconds?|secondes?|sekunden?|segundos?|secs?|sek|seg|s"),
+]
+_UNIT_WORDS = "|".join(words for _, words in _UNITS)
+
+
+def _unit_seconds(unit: str) -> int:
+    return next(seconds for seconds, words in _UNITS if re.fullmatch(words, unit, _I))
+
+
 _FORWARD_FLOORS = [
     (floor, complement, re.compile(
-        rf"\b(?:min(?:imum)?[\s_-]*)?(?:{keys})\b{_MID}(?P<v>{_NUM}){_PCT}{_END}(?!\s*(?:{_UNIT_WORDS})\b)", _I))
+        rf"(?<!\w)(?:min(?:imum)?[\s_-]*)?(?:{keys})(?!\w){_MID}(?P<v>{_NUM}){_PCT}{_END}"
+        rf"(?!\s*(?:{_UNIT_WORDS})(?!\w))", _I))
     for floor, complement, keys in _FLOOR_KEYS
 ]
-_AT_LEAST = r"(?:(?:\b(?:at\s+least|over|above|more\s+than|no\s+less\s+than|minimum(?:\s+of)?|min)\b|>=|\u2265|>)\s*)?"
+_AT_LEAST = (r"(?:(?:\b(?:at\s+least|over|above|more\s+than|no\s+less\s+than|minimum(?:\s+of)?|min|mindestens"
+             r"|au\s+moins|al\s+menos|por\s+lo\s+menos)\b|>=|\u2265|>)\s*)?")
 _REVERSE_FLOORS = [
     (floor, complement, re.compile(
-        rf"{_AT_LEAST}(?P<v>{_NUM}){_PCT}\s+(?:of\s+)?(?:min(?:imum)?\s+)?(?:{keys})\b", _I))
+        rf"{_AT_LEAST}(?P<v>{_NUM}){_PCT}\s+(?:of\s+|de\s+|an\s+)?(?:min(?:imum)?\s+)?(?:{keys})(?!\w)", _I))
     for floor, complement, keys in _FLOOR_KEYS
 ]
 _SHARE = (
     rf"(?:(?<![\w.])(?P<a>\d+)\s+(?:in|out\s+of)\s+(?P<b>\d+){_END}"
-    rf"|(?P<v>{_NUM})\s*(?P<pct>%|percent\b|per\s*cent\b))"
+    rf"|(?P<v>{_NUM})\s*(?P<pct>{_PERCENT_WORDS}))"
     r"(?:\s+of(?:\s+(?:the|all|them|those|these|our))?)?"
 )
 _CATCH = re.compile(
@@ -295,37 +318,38 @@ class _Floor:
     position: int
     kind: str  # "precision" | "recall"
     value: float
+    words: str  # as written
 
 
-def _share_value(match: re.Match[str]) -> float | None:
+def _share_value(match: re.Match[str]) -> float:
     if match.group("a"):
         a, b = int(match.group("a")), int(match.group("b"))
-        return round(a / b, 10) if 0 < a <= b else None
+        return round(a / b, 10) if b else 0.0
     return _fraction(match.group("v"), percent=True)
 
 
-def _take_floors(text: str) -> tuple[list[_Floor], str]:
+def _take_floors(text: str) -> tuple[list[_Floor], list[str], str]:
+    """(floors in order of mention, floors out of range as problems, masked text)."""
     floors: list[_Floor] = []
     for patterns in (_FORWARD_FLOORS, _REVERSE_FLOORS):
         for kind, complement, pattern in patterns:
             for match in pattern.finditer(text):
                 value = _fraction(match.group("v"), bool(match.group("pct")))
-                if complement and value is not None:
-                    value = round(1 - value, 10) or None
-                if value is not None:
-                    floors.append(_Floor(match.start(), kind, value))
-                    text = _mask(text, *match.span())
+                floors.append(_Floor(match.start(), kind, round(1 - value, 10) if complement else value,
+                                     match.group().strip()))
+                text = _mask(text, *match.span())
     for kind, pattern in (("recall", _CATCH), ("miss", _MISS)):
         for match in pattern.finditer(text):
             value = _share_value(match)
-            if kind == "miss" and value is not None:
-                value = round(1 - value, 10) or None
-            if value is not None:
-                floors.append(_Floor(match.start(), "recall", value))
-                # The verb stays so "catch at least 80% of machine failures" still names the outcome.
-                text = _mask(text, *match.span(), keep=match.group("verb"))
+            floors.append(_Floor(match.start(), "recall", round(1 - value, 10) if kind == "miss" else value,
+                                 match.group().strip()))
+            # The verb stays so "catch at least 80% of machine failures" still names the outcome.
+            text = _mask(text, *match.span(), keep=match.group("verb"))
     floors.sort(key=lambda floor: floor.position)
-    return floors, text
+    problems = [f"{floor.kind} floor {floor.words!r} " + ("asks for more than 100%" if floor.value > 1 else
+                                                         "is 0 or less, which constrains nothing")
+                for floor in floors if not 0 < floor.value <= 1]
+    return [floor for floor in floors if 0 < floor.value <= 1], problems, text
 
 
 _OBJECTIVE = re.compile(
@@ -381,7 +405,6 @@ def _choose_metric(
 
 # ------------------------------------------------------------------ budget
 
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _AMOUNT = (
     rf"(?P<num>{_NUM})"
     rf"|(?P<word>(?<![\w.]){_WORD_NUM})"
@@ -392,7 +415,7 @@ _AMOUNT = (
     r"|(?P<one>(?<![\w.])an?\s+)"
 )
 _DURATION = re.compile(
-    rf"(?:{_AMOUNT})(?P<half1>\s+and\s+a\s+half)?[\s-]*(?P<unit>{_UNIT_WORDS})(?![a-z])"
+    rf"(?:{_AMOUNT})(?P<half1>\s+and\s+a\s+half)?[\s-]*(?P<unit>{_UNIT_WORDS})(?![^\W\d_])"
     r"(?P<half2>\s+and\s+a\s+half)?",
     _I,
 )
@@ -403,7 +426,7 @@ _BARE_BUDGET = re.compile(
 )
 _BUDGET_CUE = re.compile(
     r"\b(?:budget|within|in|for|limit|max|maximum|spend|run|take|takes|under|most|than|up\s+to|timeout|give|allow"
-    r"|only|just)\W*$", _I,
+    r"|only|just|innerhalb|binnen|maximal|höchstens|en|dans|pendant|durante|máximo)\W*$", _I,
 )
 
 
@@ -429,7 +452,7 @@ def _seconds(match: re.Match[str]) -> float | None:
         return None
     if match.group("half1") or match.group("half2"):
         amount += 0.5
-    return amount * _UNIT_SECONDS[match.group("unit").lower()[0]]
+    return amount * _unit_seconds(match.group("unit"))
 
 
 def _durations(text: str) -> list[tuple[int, int, float]]:
@@ -439,7 +462,7 @@ def _durations(text: str) -> list[tuple[int, int, float]]:
         seconds = _seconds(match)
         if seconds is None:
             continue
-        unit = _UNIT_SECONDS[match.group("unit").lower()[0]]
+        unit = _unit_seconds(match.group("unit"))
         if found and re.fullmatch(r"\s*(?:,|and|&|plus)?\s*", text[found[-1][1]:match.start()], _I) \
                 and unit < found[-1][3]:
             start, _, total, _ = found.pop()
@@ -449,16 +472,25 @@ def _durations(text: str) -> list[tuple[int, int, float]]:
     return [(start, end, seconds) for start, end, seconds, _ in found]
 
 
-def _take_budget(text: str) -> tuple[float | None, str]:
+def _take_budget(text: str) -> tuple[float | None, list[str], list[str], str]:
+    """(budget, durations not used, a budget out of range as a problem, masked text)."""
+    original = text
     durations = _durations(text)
     text = _mask_all(text, [(s, e) for s, e, _ in durations])
-    candidates = [(s, bool(_BUDGET_CUE.search(text[max(0, s - 25):s])), v) for s, _, v in durations]
+    candidates = [(s, e, bool(_BUDGET_CUE.search(text[max(0, s - 25):s])), v) for s, e, v in durations]
     for match in _BARE_BUDGET.finditer(text):
-        candidates.append((match.start(), True, float(match.group("num"))))
+        candidates.append((match.start(), match.end(), True, float(match.group("num"))))
         text = _mask(text, *match.span())
-    candidates = [c for c in candidates if 0 < c[2] <= MAX_BUDGET_SECONDS]
-    candidates.sort(key=lambda c: (not c[1], c[0]))
-    return (candidates[0][2] if candidates else None), text
+    if not candidates:
+        return None, [], [], text
+    candidates.sort(key=lambda c: (not c[2], c[0]))
+    words = [original[s:e].strip() for s, e, _, _ in candidates]
+    budget = candidates[0][3]
+    if not 0 < budget <= MAX_BUDGET_SECONDS:
+        problem = (f"budget {words[0]!r} is " + ("no time at all" if budget <= 0 else
+                   f"more than the {MAX_BUDGET_SECONDS // 86400:g} days poise accepts"))
+        return None, words[1:], [problem], text
+    return budget, words[1:], [], text
 
 
 # ------------------------------------------------------------------ positive label
@@ -727,14 +759,36 @@ def _literal_target(columns: Sequence[str]) -> str | None:
     return next((by_norm[name] for name in _LITERAL_TARGETS if name in by_norm), None)
 
 
-def _described_column(chunks: list[_Chunk], columns: Sequence[str]) -> str | None:
+def _outcome_stems(chunks: list[_Chunk]) -> tuple[set[str], bool]:
+    """(stems of the words that may name the outcome, whether an outcome cue was found)."""
     outcome = _outcome_words(chunks)
     if outcome is None:  # no outcome verb: any word outside a "drop / using ..." clause may name it
         neg_clauses = {c.clause for c in chunks if c.word in _STRONG_NEG | _WEAK_NEG}
-        stems = {_stem(w) for c in chunks if c.clause not in neg_clauses for w in _words(c.text)}
-        return _full_match(columns, stems) or _literal_target(columns)
-    stems = {_stem(w) for w in outcome}
-    return _full_match(columns, stems) or _literal_target(columns) or _partial_match(columns, stems)
+        return {_stem(w) for c in chunks if c.clause not in neg_clauses for w in _words(c.text)}, False
+    return {_stem(w) for w in outcome}, True
+
+
+_NAMING_VERBS = {"predict", "predicting", "predicts", "forecast", "forecasting"}
+_ARTICLES = {"the", "a", "an", "our", "their", "my"}
+
+
+def _predicted_word(chunks: list[_Chunk]) -> str | None:
+    """The one word after "predict" when nothing else follows in its phrase ("predict churn in x.csv"):
+    a name, kept as written even when it is no column, so that the guardrails refuse it by name."""
+    for i, chunk in enumerate(chunks):
+        if chunk.word not in _NAMING_VERBS:
+            continue
+        j = i + 1
+        while j < len(chunks) and chunks[j].clause == chunk.clause and chunks[j].word in _ARTICLES:
+            j += 1
+        if j >= len(chunks) or chunks[j].clause != chunk.clause:
+            continue
+        after = chunks[j + 1] if j + 1 < len(chunks) else None
+        name = chunks[j].text.rstrip(".!?")
+        alone = after is None or after.clause != chunk.clause or after.word in _PHRASE_STOP
+        if alone and re.fullmatch(_IDENT, name) and name.lower() not in _NAME_STOP:
+            return name
+    return None
 
 
 _IDENT = r"[A-Za-z_][\w.?-]*"
@@ -751,13 +805,16 @@ _PREDICT_NAME = re.compile(  # case-sensitive on purpose: an inner capital is wh
     rf"\b(?i:predict(?:ing|s)?\s+(?:the\s+)?)(?:(?P<q>[\"'`])(?P<qv>[^\"'`\n]{{1,200}})(?P=q)|(?P<bv>{_IDENT_LIKE}))"
 )
 _NAME_STOP = _LABEL_STOP | {"column", "variable", "col", "field", "named", "called", "will", "should", "target",
-                            "label", "outcome", "predict", "here", "there", "we", "you", "i", "so", "then"}
+                            "label", "outcome", "predict", "here", "there", "we", "you", "i", "so", "then",
+                            "whether", "if", "who", "whom", "whose", "how", "when", "where", "them", "those",
+                            "these", "me", "us", "something", "everything", "anything"}
 
 
-def _named_target(text: str, quoted_only: bool) -> str | None:
-    """A target named in the text itself, as written (used when no header is known)."""
+def _named_target(text: str, quoted_only: bool, patterns: Sequence[re.Pattern[str]] = (*_NAMED_TARGETS, _PREDICT_NAME)
+                  ) -> str | None:
+    """A target named in the text itself, as written (may be no column of the header)."""
     hits: list[tuple[int, str]] = []
-    for pattern in (*_NAMED_TARGETS, _PREDICT_NAME):
+    for pattern in patterns:
         for match in pattern.finditer(text):
             before = re.findall(r"[a-z']+", text[max(0, match.start() - 30):match.start()].lower())[-3:]
             if _STRONG_NEG & set(before):
@@ -772,23 +829,63 @@ def _named_target(text: str, quoted_only: bool) -> str | None:
     return min(hits)[1][:512] if hits else None
 
 
-def _find_target(text: str, columns: Sequence[str] | None) -> str | None:
-    """The target column; see the module docstring for the order of the rules."""
+def _find_target(text: str, columns: Sequence[str] | None) -> tuple[str | None, str | None]:
+    """(the target, how it was found); see the module docstring for the order of the rules.
+
+    How: "named" (the text names it; it may be no column), "described" (every word of a column is
+    in the text), or a guess poise must show the person: "literal" (a column called target, label,
+    ...) or "partial" (the one column sharing most words with the outcome)."""
     if not columns:
-        return _named_target(text, quoted_only=False)
+        named = _named_target(text, quoted_only=False)
+        return named, "named" if named else None
     chunks = _chunks(text)
-    return (
-        _explicit_column(chunks, columns)
-        or _named_target(text, quoted_only=True)
-        or _described_column(chunks, columns)
-    )
+    named = _explicit_column(chunks, columns) or _named_target(text, quoted_only=True)
+    if named:
+        return named, "named"
+    stems, cued = _outcome_stems(chunks)
+    described = _full_match(columns, stems)
+    if described:
+        return described, "described"
+    named = _predicted_word(chunks) or _named_target(text, quoted_only=False, patterns=_NAMED_TARGETS)
+    if named:
+        return named, "named"
+    literal = _literal_target(columns)
+    if literal:
+        return literal, "literal"
+    partial = _partial_match(columns, stems) if cued else None
+    return partial, "partial" if partial else None
 
 
 # ------------------------------------------------------------------ the public function
 
 
-def parse_task(text: str, columns: Sequence[str] | None = None, data: str | None = None) -> TaskDraft:
-    """Read a task described in plain words into a :class:`TaskDraft`; what the text does not say stays None.
+@dataclass(frozen=True)
+class TaskReading:
+    """What the rules read, and what they could not use: shown to the person, never silently dropped."""
+
+    draft: TaskDraft
+    target_found: str | None = None  # "named", "described", or a guess: "literal" / "partial"
+    unread: tuple[str, ...] = ()  # numbers and durations of the text that no pass used, as written
+    problems: tuple[str, ...] = ()  # values the text states that no task can take (a floor of 150%)
+
+    @property
+    def target_guessed(self) -> bool:
+        return self.target_found in ("literal", "partial")
+
+
+_LEFTOVER = re.compile(rf"{_NUM}(?:\s*(?:{_PERCENT_WORDS}))?{_END}(?:[\s-]*[^\W\d_]+)?", _I)
+
+
+def _leftovers(text: str, columns: Sequence[str] | None) -> list[str]:
+    """Numbers still in the masked text, with the word after each; names of columns do not count."""
+    for column in columns or ():
+        if re.search(r"\d", column):
+            text = re.sub(re.escape(column), lambda m: _MASK * len(m.group()), text, flags=_I)
+    return [match.group().strip() for match in _LEFTOVER.finditer(text)]
+
+
+def read_task(text: str, columns: Sequence[str] | None = None, data: str | None = None) -> TaskReading:
+    """Read a task described in plain words; what the text does not say stays None in the draft.
 
     ``columns`` is the real header of the table when known: the target is then returned exactly
     as spelled there. ``data`` is a path given separately (``--data``) and wins over a path in
@@ -800,21 +897,27 @@ def parse_task(text: str, columns: Sequence[str] | None = None, data: str | None
     seed, text = _take_seed(text)
     named, beta, text = _take_metric_names(text)
     objective, lean = _objective(text), _lean(text)
-    floors, text = _take_floors(text)
-    budget, text = _take_budget(text)
+    floors, floor_problems, text = _take_floors(text)
+    budget, unused_durations, budget_problems, text = _take_budget(text)
     label, where_target, text = _take_label(text, columns)
-    target = where_target or _find_target(text, columns)
+    target, found = (where_target, "named") if where_target else _find_target(text, columns)
     metric, lean_beta = _choose_metric(named, floors, objective, lean)
-    min_precision = next((f.value for f in floors if f.kind == "precision"), None)
-    min_recall = next((f.value for f in floors if f.kind == "recall"), None)
-    return TaskDraft(
+    first = {kind: next((f for f in floors if f.kind == kind), None) for kind in ("precision", "recall")}
+    draft = TaskDraft(
         data=(data or path or None),
         target=target,
         positive_label=_as_label(label) if label is not None else None,
         metric=metric,
-        min_precision=min_precision,
-        min_recall=min_recall,
+        min_precision=first["precision"].value if first["precision"] else None,
+        min_recall=first["recall"].value if first["recall"] else None,
         beta=beta if beta is not None else lean_beta,
         budget_seconds=budget,
         seed=seed,
     )
+    unread = [f.words for f in floors if f is not first[f.kind]] + unused_durations + _leftovers(text, columns)
+    return TaskReading(draft, found if target else None, tuple(unread), tuple(floor_problems + budget_problems))
+
+
+def parse_task(text: str, columns: Sequence[str] | None = None, data: str | None = None) -> TaskDraft:
+    """The draft of :func:`read_task`: what the text says, each field None where it says nothing."""
+    return read_task(text, columns, data).draft

@@ -372,6 +372,9 @@ class AuditEvent(_Contract):
     inputs: dict = Field(default_factory=dict, description="The evidence, summarised.")
     output: dict = Field(default_factory=dict)
     repairs: list[str] = Field(default_factory=list, description="Fields a guardrail changed, and why.")
+    not_understood: list[str] = Field(
+        default_factory=list, description="Numbers and durations of the task that poise did not use, as written."
+    )
     latency_seconds: float | None = None
     tokens: int | None = None
     approver: str | None = None

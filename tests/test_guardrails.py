@@ -18,7 +18,9 @@ RULES = TaskDraft(target="target", min_precision=0.5, budget_seconds=120.0)
 
 
 def task_from(draft: TaskDraft, rules: TaskDraft = RULES):
-    return task_from_draft(draft, rules=rules, columns=COLUMNS, data=str(AI4I), settings=get_settings(), text=TEXT)
+    task, repairs, _ = task_from_draft(draft, rules=rules, columns=COLUMNS, data=str(AI4I), settings=get_settings(),
+                                       text=TEXT)
+    return task, repairs
 
 
 def test_the_text_decides_what_it_states():
@@ -32,8 +34,10 @@ def test_the_text_decides_what_it_states():
 def test_a_hallucinated_target_falls_back_to_the_rules_or_fails_clearly():
     task, repairs = task_from(TaskDraft(target="failure_flag", min_precision=0.5))
     assert task.target == "target" and any("failure_flag" in r for r in repairs)
-    with pytest.raises(PoiseError, match="cannot tell which column to predict"):
+    with pytest.raises(PoiseError, match="'failure_flag' was proposed as the column to predict"):
         task_from(TaskDraft(target="failure_flag"), rules=TaskDraft())
+    with pytest.raises(PoiseError, match="names none"):
+        task_from(TaskDraft(), rules=TaskDraft())
 
 
 def test_target_spelling_follows_the_header_and_metric_needs_its_parameter():
@@ -44,7 +48,7 @@ def test_target_spelling_follows_the_header_and_metric_needs_its_parameter():
 
 def test_budget_is_capped_by_settings(monkeypatch):
     settings = get_settings().model_copy(update={"max_budget_seconds": 60.0})
-    task, repairs = task_from_draft(TaskDraft(target="target", budget_seconds=600), rules=TaskDraft(),
+    task, repairs, _ = task_from_draft(TaskDraft(target="target", budget_seconds=600), rules=TaskDraft(),
                                     columns=COLUMNS, data=str(AI4I), settings=settings, text="x")
     assert task.budget_seconds == 60.0 and any("cap" in r for r in repairs)
 
@@ -87,3 +91,62 @@ def test_an_edited_plan_is_checked_like_any_other(ai4i):
     assert plan.search.strategies == ["qc_smote", "none", "class_weight"]
     assert plan.budget_seconds == get_settings().max_budget_seconds
     assert len(repairs) == 5
+
+
+def test_an_edited_plan_naming_nothing_known_is_refused_with_the_known_names(ai4i):
+    task, profile, baseline = ai4i
+    for search, unknown, known in ((SearchSpace(strategies=["magic"], models=["mlp"]), "'magic'", "smote"),
+                                   (SearchSpace(strategies=["smote"], models=["gpt", "svm9"]), "'gpt', 'svm9'",
+                                    "hist_gradient_boosting")):
+        edited = baseline.model_copy(update={"search": search})
+        with pytest.raises(PoiseError) as caught:
+            check_plan(edited, task=task, profile=profile, baseline=baseline, settings=get_settings(), edited=True)
+        assert unknown in caught.value.problem and known in caught.value.fix
+    partly = baseline.model_copy(update={"search": SearchSpace(strategies=["smote", "magic"], models=["mlp"])})
+    plan, repairs = check_plan(partly, task=task, profile=profile, baseline=baseline, settings=get_settings(),
+                               edited=True)
+    assert "magic" not in plan.search.strategies and any("'magic' removed" in r for r in repairs)
+
+
+def read(text: str, columns: list[str], llm: TaskDraft | None = None):
+    from poise.agents.understand import read_task
+
+    reading = read_task(text, columns, "t.csv")
+    return task_from_draft(llm or reading.draft, rules=reading, columns=columns, data="t.csv",
+                           settings=get_settings(), text=text)
+
+
+def test_a_target_the_text_names_must_exist_and_close_names_are_offered():
+    columns = ["customer_id", "churn_date", "tenure", "target"]
+    with pytest.raises(PoiseError) as caught:
+        read("predict churn in base2k.csv, 10 seconds", columns)
+    assert "'churn'" in caught.value.problem and "'churn_date'" in caught.value.fix
+    with pytest.raises(PoiseError, match="'churned'"):  # the LLM cannot swap the named column for another
+        read("the label is `churned`", columns, llm=TaskDraft(target="target"))
+
+
+def test_a_target_poise_picks_is_said_where_the_person_decides():
+    task, repairs, _ = read("catch the rare cases, 10 seconds", COLUMNS)
+    assert task.target == "target"
+    assert any("names no column" in r and "'target'" in r for r in repairs)
+    task, repairs, _ = read("predict target, 10 seconds", COLUMNS)
+    assert not any("names no column" in r for r in repairs)
+
+
+@pytest.mark.parametrize("text", ["precision at least 150%", "keep recall above 0", "within 99999 hours",
+                                  "Präzision mindestens 120 %"])
+def test_numbers_out_of_range_are_errors(text):
+    with pytest.raises(PoiseError, match="cannot do"):
+        read(text, COLUMNS)
+
+
+def test_numbers_not_understood_are_reported_unless_the_mind_used_them():
+    text = "predict target, precision at least 50%, 5-fold CV, top 10 percent, 2 minutes"
+    task, _, unread = read(text, COLUMNS)
+    assert (task.min_precision, task.budget_seconds) == (0.5, 120)
+    assert unread == ["5-fold", "10 percent"]
+    _, _, unread = read("predict target, Präzision ≥ 50 %, schnell: 3 Min.", COLUMNS)
+    assert unread == []  # German keywords are read
+    # an LLM that understood "ten per cent" as a floor of 0.1: the words are used, no longer reported
+    _, _, unread = read(text, COLUMNS, llm=TaskDraft(target="target", min_recall=0.1))
+    assert unread == ["5-fold"]

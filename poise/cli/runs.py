@@ -38,11 +38,14 @@ def run_command(
     lifecycle = _lifecycle()
     with console.status("understanding, profiling and planning…"):
         view = lifecycle.start(text, str(data) if data else None, auto_approve=auto_approve)
-    if view.pending is not None and not as_json:
-        _show_plan(view)
-        if sys.stdin.isatty() and sys.stdout.isatty():
+    notices = _notices(lifecycle, view.run_id)
+    if not as_json:
+        if view.pending is not None:
+            _show_plan(view)
+        _print_notices(notices)
+        if view.pending is not None and sys.stdin.isatty() and sys.stdout.isatty():
             view = _ask(lifecycle, view)
-    show_outcome(view, as_json)
+    show_outcome(view, as_json, notices)
 
 
 def _ask(lifecycle, view):  # noqa: ANN001, ANN202
@@ -81,11 +84,13 @@ def plan_command(
     with console.status("understanding, profiling and planning…"):
         result = plan_only(text, str(data) if data else None)
     if as_json:
-        print_json({"task": result["task"], "plan": result["plan"]})
+        print_json({"task": result["task"], "plan": result["plan"],
+                    "notices": [n.as_dict() for n in result["notices"]]})
         return
     from poise.contracts import Plan, TaskSpec
 
     _print_plan(TaskSpec.model_validate(result["task"]), Plan.model_validate(result["plan"]))
+    _print_notices(result["notices"])
 
 
 @user_errors
@@ -115,11 +120,14 @@ def runs_command(as_json: bool = typer.Option(False, "--json")) -> None:
 @user_errors
 def show_command(run_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
     """A run's task, plan, decision, candidate and gate."""
-    view = _lifecycle().view(run_id)
+    lifecycle = _lifecycle()
+    view = lifecycle.view(run_id)
+    notices = _notices(lifecycle, view.run_id)
     if as_json:
-        print_json(_view_json(view))
+        print_json(_view_json(view, notices))
         return
     _show_plan(view)
+    _print_notices(notices)
     show_outcome(view, False)
 
 
@@ -133,9 +141,15 @@ def approve_command(
     """Approve a waiting run (optionally with an edited plan) and train it."""
     lifecycle = _lifecycle()
     edited = _read_plan(plan) if plan else None
+    view = lifecycle.view(run_id)
+    if not as_json:  # what the person approves: the earlier notices, and what the edit check changes
+        _, repairs = lifecycle.check_edit(run_id, edited) if edited else (None, [])
+        from poise.agents.notices import Notice
+
+        _print_notices([*_notices(lifecycle, view.run_id), *(Notice("approve", "repaired", r) for r in repairs)])
     with console.status("training…"):
         view = lifecycle.approve(run_id, edited, approver)
-    show_outcome(view, as_json)
+    show_outcome(view, as_json, _notices(lifecycle, view.run_id))
 
 
 @user_errors
@@ -174,18 +188,35 @@ def audit_command(run_id: str = typer.Argument(...), as_json: bool = typer.Optio
         stdout.print(f"{e.at:%Y-%m-%d %H:%M:%S}  [bold]{e.step}[/] ({e.mind}{who}{cost}): {e.summary}",
                      highlight=False)
         for repair in e.repairs:
-            stdout.print(f"    repaired: {repair}", highlight=False)
+            stdout.print(f"    repaired: {repair}", markup=False, highlight=False)
+        for words in e.not_understood:
+            stdout.print(f"    not understood: {words!r}", markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------------- display
-def _view_json(view) -> dict[str, Any]:  # noqa: ANN001
+def _view_json(view, notices: list | None = None) -> dict[str, Any]:  # noqa: ANN001
     keys = ("task", "plan", "report", "diagnosis", "recovery", "decision", "candidate", "gate")
-    return {"run_id": view.run_id, "status": view.status, **{k: view.values.get(k) for k in keys}}
+    return {"run_id": view.run_id, "status": view.status, **{k: view.values.get(k) for k in keys},
+            "notices": [n.as_dict() for n in notices or []]}
 
 
-def show_outcome(view, as_json: bool) -> None:  # noqa: ANN001
+def _notices(lifecycle, run_id: str) -> list:  # noqa: ANN001
+    from poise.agents.notices import notices
+
+    return notices(lifecycle.journal.events(run_id))
+
+
+def _print_notices(notices: list) -> None:
+    """Repairs and words not understood, where the person decides (not only in the audit)."""
+    if notices:
+        stdout.print("[bold yellow]check[/]: what poise changed, chose or did not understand:")
+    for notice in notices:
+        stdout.print(f"  {notice.line()}", markup=False, highlight=False)
+
+
+def show_outcome(view, as_json: bool, notices: list | None = None) -> None:  # noqa: ANN001
     if as_json:
-        print_json(_view_json(view))
+        print_json(_view_json(view, notices))
         return
     recovery = view.values.get("recovery")
     if recovery:
