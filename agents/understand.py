@@ -110,7 +110,7 @@ def _stem(word: str) -> str:
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)] + ("y" if suffix in ("ies", "ied") else "")
-    return word
+    return word[:-1] if word.endswith("e") and len(word) >= 4 else word  # "file" meets "filed"
 
 
 def _stem_match(a: str, b: str) -> bool:
@@ -406,7 +406,7 @@ def _choose_metric(
 # ------------------------------------------------------------------ budget
 
 _AMOUNT = (
-    rf"(?P<num>{_NUM})"
+    rf"(?P<num>(?:(?<=\d[hm])|(?<![\w.])){_DIGITS})"
     rf"|(?P<word>(?<![\w.]){_WORD_NUM})"
     r"|(?P<half>(?<![\w.])half\s+(?:an?\s+)?)"
     r"|(?P<quarters>(?<![\w.])three[\s-]quarters?\s+(?:of\s+)?(?:an?\s+)?)"
@@ -483,7 +483,7 @@ def _take_budget(text: str) -> tuple[float | None, list[str], list[str], str]:
         text = _mask(text, *match.span())
     if not candidates:
         return None, [], [], text
-    candidates.sort(key=lambda c: (not c[2], c[0]))
+    candidates.sort(key=lambda c: (not 0 < c[3] <= MAX_BUDGET_SECONDS, not c[2], c[0]))
     words = [original[s:e].strip() for s, e, _, _ in candidates]
     budget = candidates[0][3]
     if not 0 < budget <= MAX_BUDGET_SECONDS:
@@ -518,7 +518,8 @@ _LABEL_REVERSE = re.compile(
     _I,
 )
 _LABEL_TREAT = re.compile(
-    rf"\b(?:treat|count|consider|use|mark|take)\s+{_VALUE}\s+as\s+(?:the\s+|a\s+)?(?P<verb>{_POSITIVE}|target)"
+    rf"\b(?:treat|count|consider|use|mark|take)\s+{_VALUE}\s+as\s+(?:the\s+|a\s+)?"
+    rf"(?P<verb>{_POSITIVE}|target(?=[\s_-]*(?:class|value|label)))"
     r"(?:[\s_-]*(?:class|label|value|case|one))?\b",
     _I,
 )
@@ -619,6 +620,8 @@ class _Chunk:
     clause: int
     norm: str = ""
     stems: tuple[str, ...] = ()
+    before: str = ""  # the character just before the chunk
+    after: str = ""  # the first character after it that is not a space
 
 
 def _chunks(text: str) -> list[_Chunk]:
@@ -631,7 +634,9 @@ def _chunks(text: str) -> list[_Chunk]:
         ends = chunks and chunks[-1].text[-1] in ".!"
         if chunks and (re.search(r"[,;.!\n]", gap) or ends or word in _CONJUNCTIONS):
             clause += 1
-        chunks.append(_Chunk(raw, word, clause, _norm(raw), tuple(_stem(w) for w in _words(raw))))
+        after = text[match.end():].lstrip()[:1]
+        before = text[match.start() - 1] if match.start() else ""
+        chunks.append(_Chunk(raw, word, clause, _norm(raw), tuple(_stem(w) for w in _words(raw)), before, after))
         previous_end = match.end()
     return chunks
 
@@ -672,18 +677,21 @@ def _mentions(chunks: list[_Chunk], columns: Sequence[str]) -> list[_Mention]:
             norm = "".join(chunk.norm for chunk in span)
             column = by_norm.get(norm) or by_stems.get(tuple(stem for chunk in span for stem in chunk.stems))
             if column:
-                found.append(_Mention(i, i + length, column, span[0].text[0] in "\"'`"))
+                # quoted, backticked, or alone in parentheses: "churn (Churn)", "(has_fault; positive class 1)"
+                bracketed = span[0].before == "(" and span[-1].after in (")", ";", ",", ":")
+                found.append(_Mention(i, i + length, column, span[0].text[0] in "\"'`" or bracketed))
                 break
     return found
 
 
 def _cue(chunks: list[_Chunk], start: int, end: int) -> int:
-    """+1 when the clause names this mention as the target, -1 when as something else, 0 when silent."""
+    """+1 when the clause names this mention as the target, -1 when it hints at something else ("from",
+    "using"), -2 when it says so ("drop", "ignore"), 0 when silent."""
     clause = chunks[start].clause
     back = [c.word for c in chunks[max(0, start - 6):start] if c.clause == clause]
     ahead = [c.word for c in chunks[end:end + 4] if c.clause == clause]
     if _STRONG_NEG & set(back) or {"leaks", "leak", "leaky"} & set(ahead):
-        return -1
+        return -2
     if _STRONG_TARGET & set(ahead):
         return 1
     for word in reversed(back):
@@ -695,12 +703,21 @@ def _cue(chunks: list[_Chunk], start: int, end: int) -> int:
 
 
 def _explicit_column(chunks: list[_Chunk], columns: Sequence[str]) -> str | None:
+    """A column the text points at: after a target cue, or quoted / in parentheses unless told to drop it."""
     ranked = []
     for mention in _mentions(chunks, columns):
         cue = _cue(chunks, mention.start, mention.end)
-        if cue > 0 or (cue == 0 and mention.quoted):
+        if cue > 0 or (cue >= -1 and mention.quoted):
             ranked.append((0 if cue > 0 else 1, mention.start, mention.column))
     return min(ranked)[2] if ranked else None
+
+
+def _sole_mention(chunks: list[_Chunk], columns: Sequence[str]) -> str | None:
+    """The one column the text mentions without saying what it is for ("Binary classification on Churn")."""
+    mentions = _mentions(chunks, columns)
+    if len({m.column for m in mentions}) != 1 or any(_cue(chunks, m.start, m.end) for m in mentions):
+        return None
+    return mentions[0].column
 
 
 def _phrase(chunks: list[_Chunk], around: int, step: int, size: int) -> list[str]:
@@ -743,7 +760,7 @@ def _full_match(columns: Sequence[str], stems: set[str]) -> str | None:
     for i, column in enumerate(columns):
         covered, n = _coverage(column, stems)
         if n and covered == n:
-            full.append((-n, i, column))
+            full.append((-n, -i, column))
     return min(full)[2] if full else None
 
 
@@ -846,13 +863,14 @@ def _find_target(text: str, columns: Sequence[str] | None) -> tuple[str | None, 
     described = _full_match(columns, stems)
     if described:
         return described, "described"
-    named = _predicted_word(chunks) or _named_target(text, quoted_only=False, patterns=_NAMED_TARGETS)
+    named = (_sole_mention(chunks, columns) or _predicted_word(chunks)
+             or _named_target(text, quoted_only=False, patterns=_NAMED_TARGETS))
     if named:
         return named, "named"
     literal = _literal_target(columns)
     if literal:
         return literal, "literal"
-    partial = _partial_match(columns, stems) if cued else None
+    partial = _partial_match(columns, stems)
     return partial, "partial" if partial else None
 
 
