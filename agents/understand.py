@@ -1,6 +1,6 @@
 """Understand a task written in plain words, offline and deterministically.
 
-This is poise's rule-based mind. ``parse_task`` turns a sentence such as
+This is poise's rule-based mind. ``parse_task`` (the draft of ``read_task``) turns a sentence such as
 "catch machine failures in ai4i.csv, keep precision above 0.5, two minutes" into a
 :class:`~poise.contracts.TaskDraft`. It is pure string processing with regular expressions:
 the user's text is data, nothing in it is executed or evaluated, and the column names of the
@@ -36,23 +36,36 @@ Rules chosen where words are ambiguous
   matters more than precision", "prioritise recall", "maximise recall" (with no floor) ->
   f_beta with beta 2; the precision-leaning phrases -> f_beta with beta 0.5. Else None.
 * Thresholds: "50%", "50 percent" and bare numbers above 1 ("precision over 50") are
-  percentages; "miss no more than 10%" is a recall floor of 0.9; "9 out of 10" is 0.9.
-* Budget: the first duration that follows a budget word ("within", "in", "budget", "for",
-  ...) wins, else the first duration; a bare number counts only after "budget", "time limit"
-  or "timeout" and is read as seconds. "a second" is never a budget (too often an ordinal).
+  percentages; "miss no more than 10%" is a recall floor of 0.9; "9 out of 10" is 0.9;
+  "0,5" is 0.5. A floor above 100% or of 0 is not dropped: it is a problem of the reading.
+* Budget: the first duration within range that follows a budget word ("within", "in",
+  "budget", "for", ...) wins, else the first duration within range; a bare number counts only
+  after "budget", "time limit" or "timeout" and is read as seconds. "a second" is never a
+  budget (too often an ordinal). With no duration in range, one out of range is a problem.
+* Other languages: German, French and Spanish words for precision, recall, "at least" and the
+  time units are read ("Präzision mindestens 50 %, 30 Sekunden").
 * Target, with a header: (1) a column named next to a target cue ("predict X", "target is
-  X", "label X", "X column", "X as the target") or quoted, unless the clause says to drop,
-  ignore or use it as a feature; (2) a quoted name after a target cue that matches no
-  column, returned as written so the guardrails can report it; (3) the column whose every
-  word matches the outcome words, those after an outcome verb ("catch machine failures" ->
-  machine_failure, "who will churn" -> Churn) or before an outcome noun ("fraud detection",
-  "churn model"); with no outcome cue at all, any word outside a drop/ignore/using clause
-  may name it; (4) a column literally named target / label / class / outcome / y; (5) the
-  unique column that shares most words with the outcome ("find defaults" -> default_payment_next_month). A partial
-  match ranks below a literal "target" column, so "predict diabetes" picks target, not
-  diabetes_pedigree. Without a header only explicit names are returned: quoted names, a
-  word after "target"/"label"/"column", "X column", or "predict X" when X looks like an
-  identifier (has an underscore, a digit or an inner capital).
+  X", "label X", "X column", "X as the target"), or quoted, backticked or alone in
+  parentheses ("customer churn (Churn)"), unless the clause says to drop or ignore it;
+  (2) a quoted name after a target cue that matches no column, returned as written so the
+  guardrails can refuse it by name; (3) the column whose every word matches the outcome
+  words, those after an outcome verb ("catch machine failures" -> machine_failure, "who will
+  churn" -> Churn) or before an outcome noun ("fraud detection", "churn model"); with no
+  outcome cue at all, any word outside a drop/ignore/using clause may name it; of several,
+  the later column (labels tend to come last); (4) the one column the text mentions, when it
+  says nothing of what it is for ("Binary classification on Churn"); (5) a name the text
+  gives that is no column: the one word after "predict" ("predict churn in x.csv"), or a
+  bare word after "target is" / "label:" -- kept as written, so the guardrails refuse it and
+  list close names instead of training something else; then guesses, which the guardrails
+  show the person: (6) a column literally named target / label / class / outcome / y; (7)
+  the unique column that shares most words with the outcome ("find defaults" ->
+  default_payment_next_month). Without a header only explicit names are returned: quoted
+  names, a word after "target"/"label"/"column", "X column", or "predict X" when X looks
+  like an identifier (has an underscore, a digit or an inner capital).
+* What is left: :func:`read_task` reports every number still in the text after the passes
+  (with the word after it: "5-fold", "top 10%"), every duration and floor not used, and the
+  out-of-range values as problems; the guardrails turn the first into notices and the second
+  into errors.
 * Positive label: numbers become int / float (quoted or not); anything else stays a string.
 """
 
@@ -305,6 +318,12 @@ _CATCH = re.compile(
     r"(?:(?:at\s+least|over|more\s+than|no\s+less\s+than|about|around|roughly|nearly|almost)\s+|>=?\s*|\u2265\s*)?"
     + _SHARE, _I,
 )
+# "catch fraudulent transfers, ideally at least 80% of them": the share in a clause of its own
+_SHARE_OF = re.compile(
+    r"\b(?:at\s+least|no\s+less\s+than|more\s+than)\s+"
+    rf"(?P<v>{_NUM})\s*(?P<pct>{_PERCENT_WORDS})\s+of\s+(?:them|those|these|all|the\s+\w+)\b", _I,
+)
+_CATCH_VERB = re.compile(r"\b(?:catch|find|detect|flag|spot|identify|capture)\w*", _I)
 _MISS = re.compile(
     r"\b(?P<verb>(?:miss|overlook)\w*)\s+"
     r"(?:(?:no\s+more\s+than|not\s+more\s+than|more\s+than|at\s+most|less\s+than|fewer\s+than|under|below|only"
@@ -345,6 +364,11 @@ def _take_floors(text: str) -> tuple[list[_Floor], list[str], str]:
                                  match.group().strip()))
             # The verb stays so "catch at least 80% of machine failures" still names the outcome.
             text = _mask(text, *match.span(), keep=match.group("verb"))
+    verb = _CATCH_VERB.search(text)
+    for match in _SHARE_OF.finditer(text) if verb else ():
+        if match.start() > verb.start():
+            floors.append(_Floor(match.start(), "recall", _fraction(match.group("v"), True), match.group().strip()))
+            text = _mask(text, *match.span())
     floors.sort(key=lambda floor: floor.position)
     problems = [f"{floor.kind} floor {floor.words!r} " + ("asks for more than 100%" if floor.value > 1 else
                                                          "is 0 or less, which constrains nothing")
@@ -776,13 +800,18 @@ def _literal_target(columns: Sequence[str]) -> str | None:
     return next((by_norm[name] for name in _LITERAL_TARGETS if name in by_norm), None)
 
 
+_SYNONYMS = {"leav": ("churn", "attrition"), "quit": ("churn", "attrition"), "cancel": ("churn",)}
+
+
 def _outcome_stems(chunks: list[_Chunk]) -> tuple[set[str], bool]:
     """(stems of the words that may name the outcome, whether an outcome cue was found)."""
     outcome = _outcome_words(chunks)
     if outcome is None:  # no outcome verb: any word outside a "drop / using ..." clause may name it
         neg_clauses = {c.clause for c in chunks if c.word in _STRONG_NEG | _WEAK_NEG}
-        return {_stem(w) for c in chunks if c.clause not in neg_clauses for w in _words(c.text)}, False
-    return {_stem(w) for w in outcome}, True
+        stems = {_stem(w) for c in chunks if c.clause not in neg_clauses for w in _words(c.text)}
+    else:
+        stems = {_stem(w) for w in outcome}
+    return stems | {s for stem in stems for s in _SYNONYMS.get(stem, ())}, outcome is not None
 
 
 _NAMING_VERBS = {"predict", "predicting", "predicts", "forecast", "forecasting"}

@@ -20,6 +20,7 @@ from poise.contracts import SearchSpace
 from poise.settings import get_settings
 from tests.conftest import AI4I
 
+pytestmark = pytest.mark.slow  # every test here starts poise or trains a model
 POISE = [sys.executable, "-m", "poise.cli.main"]
 
 
@@ -130,3 +131,59 @@ def test_plan_only_prints_task_and_plan_and_trains_nothing(table):
     assert result["task"]["data"] == str(table)
     assert result["plan"]["search"]["strategies"]
     assert not registered(table.stem.lower())
+
+
+# ---------------------------------------------------------------------- the user's words, kept or refused
+@pytest.fixture
+def small_table(tmp_path, request):
+    """The first 2000 rows of AI4I (about 60 failures): planning and a 10 s search stay quick."""
+    path = tmp_path / f"{request.node.name[:40]}.csv"
+    path.write_text("".join(AI4I.read_text().splitlines(keepends=True)[:2001]))
+    return path
+
+
+def test_a_named_target_the_table_lacks_is_refused_before_anything_trains(small_table):
+    done = poise("run", f"predict churn in {small_table}, 10 seconds", "--auto-approve", check=False)
+    assert done.returncode == 2, done.stdout
+    assert "'churn'" in done.stderr and "no such column" in done.stderr and "fix:" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not registered(small_table.stem.lower())
+
+
+def test_what_poise_chose_or_did_not_understand_is_shown_at_plan_time(small_table):
+    text = "catch machine failures, Präzision mindestens 50 %, 5-fold CV, 10 Sekunden"
+    shown = poise("plan", text, "--data", str(small_table)).stdout
+    assert "precision ≥ 0.5" in shown and "10 s" in shown  # the German words are read
+    assert "not understood: '5-fold'" in shown
+    assert "names no column → 'target'" in shown
+    for text, said in (("catch failures, precision at least 150%, 10 seconds", "more than 100%"),
+                       ("catch failures within 99999 hours", "99999 hours")):
+        done = poise("plan", text, "--data", str(small_table), check=False)
+        assert done.returncode == 2 and said in done.stderr
+
+
+def test_an_edited_plan_of_unknown_names_is_refused_and_a_partly_known_one_repaired_aloud(small_table, tmp_path):
+    import yaml
+
+    lifecycle = Lifecycle(brain=RuleBrain())
+    view = lifecycle.start(f"find failures in {small_table}; optimise MCC; 10 seconds")
+    lifecycle.close()
+    shown = poise("show", view.run_id).stdout
+    assert "names no column → 'target'" in shown  # where the person decides, not only in the audit
+    notices = json.loads(poise("show", view.run_id, "--json").stdout)["notices"]
+    assert any(n["step"] == "understand" and n["kind"] == "repaired" and "names no column" in n["text"]
+               for n in notices)
+    plan = view.values["plan"]
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(yaml.safe_dump({**plan, "search": {"strategies": ["magic", "gan"], "models": ["mlp"]}}))
+    done = poise("approve", view.run_id, "--plan", str(unknown), check=False)
+    assert done.returncode == 2
+    assert "'magic', 'gan'" in done.stderr and "class_weight" in done.stderr
+    assert json.loads(poise("show", view.run_id, "--json").stdout)["status"] == AWAITING_APPROVAL  # still waiting
+    partly = tmp_path / "partly.yaml"
+    partly.write_text(yaml.safe_dump({**plan, "ensemble_size": 1,
+                                      "search": {"strategies": ["none", "magic"], "models": ["logistic_regression"]}}))
+    approved = poise("approve", view.run_id, "--plan", str(partly)).stdout
+    before_training = approved.split("logistic_regression, holdout")[0]
+    assert "approve: repaired: strategy 'magic' removed" in before_training
+    assert "logistic_regression" in approved

@@ -7,6 +7,9 @@ fails, with the audit trail saying which mind decided what.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pandas as pd
@@ -115,3 +118,20 @@ def test_without_a_budget_in_the_text_an_ungrounded_number_is_dropped(server, ta
     server.reply_json(GOOD_PLAN)
     result, _ = plan(server, "predict target with the best F1", table)
     assert result["task"]["budget_seconds"] == 120  # the default, not the data's 99999
+
+
+@pytest.mark.slow
+def test_guardrail_repairs_are_printed_where_the_person_decides(server, table):
+    """`poise plan` with the LLM mind: what the guardrails changed is on the console, not only in the audit."""
+    server.reply_json({**GOOD_TASK, "target": "diabetes_status", "budget_seconds": 99999})
+    server.reply_json({**GOOD_PLAN, "strategies": ["smote", "gan_oversampler"]})
+    env = {**os.environ, "POISE_LLM_BASE_URL": server.base_url, "POISE_LLM_MODEL": "scripted-model",
+           "POISE_LLM_TIMEOUT": "5", "POISE_LLM_RETRIES": "0"}
+    command = [sys.executable, "-m", "poise.cli.main", "plan", "predict target with the best F1, two minutes",
+               "--data", str(table)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "understand: repaired: target: 'diabetes_status' → 'target' (as the task text states)" in done.stdout
+    assert "understand: repaired: budget_seconds: 99999.0 → 120.0 (as the task text states)" in done.stdout
+    assert "plan: repaired: strategy 'gan_oversampler' removed" in done.stdout
+    assert "search: smote, none, class_weight" in done.stdout  # the plan shown is the repaired one

@@ -4,7 +4,7 @@ Every ``tests/data/task_corpus_*.yaml`` is scored. Entries ``{text, columns, sty
 read exactly as ``expect`` (a TaskDraft; unlisted fields None). Files ending in ``_refuse.yaml`` hold
 ``{text, columns, why}``: texts poise must refuse or flag, so reading one must raise a PoiseError or
 report words not understood. Only the development corpus has a threshold: a held-out corpus is
-measured and reported (run with ``-s``, or see the ``record_property`` of the JUnit report), never
+measured and reported (run with ``-s``, or see the test-suite properties of ``--junitxml``), never
 asserted, so that its score stays a measurement rather than a target.
 """
 
@@ -25,6 +25,7 @@ from poise.settings import get_settings
 
 CORPORA = sorted((Path(__file__).parent / "data").glob("task_corpus_*.yaml"))
 DEV = "task_corpus_dev.yaml"
+DEV_FILES = (DEV, "task_corpus_dev_refuse.yaml")  # tuned on: thresholds hold; any other file is only measured
 DEV_THRESHOLD = 0.95
 
 
@@ -68,17 +69,18 @@ def _score(path: Path) -> tuple[float, int, list[str], Counter]:
 
 
 @pytest.mark.parametrize("path", CORPORA, ids=[p.name for p in CORPORA])
-def test_corpus_score(path: Path, record_property) -> None:  # noqa: ANN001
+def test_corpus_score(path: Path, record_testsuite_property) -> None:  # noqa: ANN001
     share, n, misses, by_style = _score(path)
-    record_property("corpus", path.name)
-    record_property("share_exact", round(share, 4))
-    record_property("entries", n)
-    print(f"\n{path.name}: {share:.1%} of {n} read as expected"
+    record_testsuite_property(f"{path.stem}_share", round(share, 4))
+    record_testsuite_property(f"{path.stem}_entries", n)
+    done = "refused or flagged" if path.name.endswith("_refuse.yaml") else "read exactly"
+    print(f"\n{path.name}: {share:.1%} of {n} {done}"
           + (f"; misses by style: {dict(by_style)}" if misses else ""))
     for miss in misses:
         print(f"  miss: {miss}")
     if path.name == DEV:
         assert n >= 100, "the development corpus has at least 100 descriptions"
+    if path.name in DEV_FILES:
         assert share >= DEV_THRESHOLD, "\n".join(misses)
 
 

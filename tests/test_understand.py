@@ -285,3 +285,59 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------ what the text says that poise did not use
+
+
+def test_numbers_the_passes_did_not_use_are_reported_as_written() -> None:
+    from poise.agents.understand import read_task
+
+    reading = read_task("catch failures in ai4i2020.csv, precision above 0.5, 5-fold CV, top 10%, 2 minutes, "
+                        "seed 3, drop pay_0", columns=AI4I + ["pay_0"])
+    assert reading.draft.min_precision == 0.5 and reading.draft.budget_seconds == 120
+    assert reading.unread == ("5-fold", "10%") and reading.problems == ()
+    reading = read_task("precision at least 0.5, then precision at least 0.7, 1 hour, plus 30 min extra")
+    assert reading.draft.min_precision == 0.5 and reading.draft.budget_seconds == 3600
+    assert set(reading.unread) == {"precision at least 0.7", "30 min"}
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("precision at least 150%", "more than 100%"), ("recall above 0", "constrains nothing"),
+    ("within 99999 hours", "more than the 7 days"), ("train for 0 seconds", "no time at all"),
+])
+def test_values_out_of_range_are_problems_not_silence(text: str, said: str) -> None:
+    from poise.agents.understand import read_task
+
+    reading = read_task(text)
+    assert len(reading.problems) == 1 and said in reading.problems[0]
+    assert (reading.draft.min_precision, reading.draft.min_recall, reading.draft.budget_seconds) == (None,) * 3
+
+
+def test_a_duration_out_of_range_does_not_hide_the_budget() -> None:
+    draft = parse_task("will the patient come back within 30 days (readmitted)? 8 min", ["age", "readmitted"])
+    assert (draft.target, draft.budget_seconds) == ("readmitted", 480)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Präzision mindestens 50 %, 30 Sekunden", dict(min_precision=0.5, budget_seconds=30)),
+    ("Recall mindestens 0,9 innerhalb 2 Stunden", dict(min_recall=0.9, budget_seconds=7200)),
+    ("précision d'au moins 80 %, 2 minutes", dict(min_precision=0.8, budget_seconds=120)),
+    ("rappel au moins 70%, 45 secondes", dict(min_recall=0.7, budget_seconds=45)),
+    ("precisión de al menos 0,6 en 15 minutos", dict(min_precision=0.6, budget_seconds=900)),
+    ("sensibilidad mínima 90 %, 2 horas", dict(min_recall=0.9, budget_seconds=7200)),
+])
+def test_floors_and_durations_in_german_french_and_spanish(text: str, expected: dict) -> None:
+    draft = parse_task(text)
+    assert {k: getattr(draft, k) for k in expected} == expected
+
+
+def test_how_the_target_was_found_says_whether_poise_guessed() -> None:
+    from poise.agents.understand import read_task
+
+    assert read_task("predict churn, 10 seconds", AI4I).target_found == "named"  # no such column: refused later
+    assert read_task("predict churn, 10 seconds", AI4I).draft.target == "churn"
+    assert read_task("catch machine failures", AI4I).target_guessed  # a column called target
+    assert read_task("find defaults", UCI_TAIWAN).target_found == "partial"
+    assert read_task("who will churn?", TELCO).target_found == "described"
+    assert read_task("Customer churn (Churned?) with AUC", TELCO).target_found == "named"
