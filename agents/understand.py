@@ -53,7 +53,8 @@ Rules chosen where words are ambiguous
   churn" -> Churn) or before an outcome noun ("fraud detection", "churn model"); with no
   outcome cue at all, any word outside a drop/ignore/using clause may name it; of several,
   the later column (labels tend to come last); (4) the one column the text mentions, when it
-  says nothing of what it is for ("Binary classification on Churn"); (5) a name the text
+  says nothing of what it is for ("Binary classification on Churn") and no column is called
+  target / label / ...; (5) a name the text
   gives that is no column: the one word after "predict" ("predict churn in x.csv"), or a
   bare word after "target is" / "label:" -- kept as written, so the guardrails refuse it and
   list close names instead of training something else; then guesses, which the guardrails
@@ -550,6 +551,7 @@ _LABEL_TREAT = re.compile(
 _COLREF = r"(?P<col>(?P<cq>[\"'`])[^\"'`\n]{1,100}(?P=cq)|[^\s=<>!\"'`,;()]{1,60}(?:\s+[^\s=<>!\"'`,;()]{1,60}){0,3}?)"
 _WHERE = re.compile(rf"\b(?:where|when|if|with)\s+{_COLREF}\s*(?P<op>==|=|\bequals\b|\bis\b)\s*{_VALUE}", _I)
 _ONE_COLREF = r"(?P<col>(?P<cq>[\"'`])[^\"'`\n]{1,100}(?P=cq)|[^\s=<>!\"'`,;()]{1,60})"
+_ASSIGN = re.compile(r"\s*=\s*(?P<q>[\"'`])(?P<qv>[^\"'`\n]{1,64})(?P=q)")
 _EQUALS = re.compile(rf"(?<![\w.]){_ONE_COLREF}\s*==\s*{_VALUE}", _I)
 
 
@@ -591,6 +593,13 @@ def _take_where(text: str, columns: Sequence[str] | None) -> tuple[list[tuple[in
             if value is None or column is None or (op in ("is", "equals") and not columns):
                 continue
             hits.append((match.start(), value, column))
+            text = _mask(text, *match.span())
+    for match in _ASSIGN.finditer(text) if columns else ():  # "(Loan Status = 'Charged Off')"
+        words = re.findall(r"[^\s=<>!\"'`,;()]+", text[max(0, match.start() - 200):match.start()])
+        column = next((c for n in range(min(4, len(words)), 0, -1)
+                       if (c := _match_column(" ".join(words[-n:]), columns))), None)
+        if column:
+            hits.append((match.start(), match.group("qv").strip(), column))
             text = _mask(text, *match.span())
     return hits, text
 
@@ -856,9 +865,13 @@ _NAME_STOP = _LABEL_STOP | {"column", "variable", "col", "field", "named", "call
                             "these", "me", "us", "something", "everything", "anything"}
 
 
-def _named_target(text: str, quoted_only: bool, patterns: Sequence[re.Pattern[str]] = (*_NAMED_TARGETS, _PREDICT_NAME)
-                  ) -> str | None:
-    """A target named in the text itself, as written (may be no column of the header)."""
+_PHRASE_END = re.compile(r"\s*(?:$|[,;.!?)]|(?:in|from|using|with|within|on|for|and|but)\b)", _I)
+
+
+def _named_target(text: str, quoted_only: bool, patterns: Sequence[re.Pattern[str]] = (*_NAMED_TARGETS, _PREDICT_NAME),
+                  alone: bool = False) -> str | None:
+    """A target named in the text itself, as written (may be no column of the header). ``alone``: a bare
+    name that ends the match must also end its phrase ("target: machine failure" names no one word)."""
     hits: list[tuple[int, str]] = []
     for pattern in patterns:
         for match in pattern.finditer(text):
@@ -869,6 +882,8 @@ def _named_target(text: str, quoted_only: bool, patterns: Sequence[re.Pattern[st
                 hits.append((match.start(), match.group("qv").strip()))
             elif not quoted_only:
                 bare = match.group("bv").rstrip(".?!")
+                if alone and match.end("bv") == match.end() and not _PHRASE_END.match(text, match.end()):
+                    continue
                 if bare and bare.lower() not in _NAME_STOP:
                     hits.append((match.start(), bare))
     hits = [hit for hit in hits if hit[1]]
@@ -892,11 +907,11 @@ def _find_target(text: str, columns: Sequence[str] | None) -> tuple[str | None, 
     described = _full_match(columns, stems)
     if described:
         return described, "described"
-    named = (_sole_mention(chunks, columns) or _predicted_word(chunks)
-             or _named_target(text, quoted_only=False, patterns=_NAMED_TARGETS))
+    literal = _literal_target(columns)  # beside a column called target, a feature mentioned in passing is no target
+    named = ((None if literal else _sole_mention(chunks, columns)) or _predicted_word(chunks)
+             or _named_target(text, quoted_only=False, patterns=_NAMED_TARGETS, alone=True))
     if named:
         return named, "named"
-    literal = _literal_target(columns)
     if literal:
         return literal, "literal"
     partial = _partial_match(columns, stems)
