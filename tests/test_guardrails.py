@@ -150,3 +150,20 @@ def test_numbers_not_understood_are_reported_unless_the_mind_used_them():
     # an LLM that understood "ten per cent" as a floor of 0.1: the words are used, no longer reported
     _, _, unread = read(text, COLUMNS, llm=TaskDraft(target="target", min_recall=0.1))
     assert unread == ["5-fold"]
+
+
+def test_notices_render_the_repairs_and_the_words_not_understood_of_the_decision_steps():
+    from poise.agents.notices import notice_lines, notices
+    from poise.contracts import AuditEvent
+
+    events = [
+        AuditEvent(run_id="r", step="understand", mind="rules", summary="s", repairs=["target: a → b"],
+                   not_understood=["5-fold"]),
+        AuditEvent(run_id="r", step="train", mind="search", summary="s", repairs=["not a decision step"]),
+        AuditEvent(run_id="r", step="approve", mind="person", summary="s", repairs=["strategy 'x' removed"]),
+    ]
+    assert [(n.step, n.kind) for n in notices(events)] == [
+        ("understand", "repaired"), ("understand", "not understood"), ("approve", "repaired")]
+    lines = notice_lines(events)
+    assert lines[0] == "understand: repaired: target: a → b"
+    assert lines[1].startswith("understand: not understood: '5-fold'")

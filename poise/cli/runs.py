@@ -67,8 +67,10 @@ def _ask(lifecycle, view):  # noqa: ANN001, ANN202
         import subprocess
 
         subprocess.run([*editor.split(), str(path)], check=False)
+        edited = _read_plan(path)
+        _print_notices(_edit_notices(lifecycle, view.run_id, edited))
         with console.status("training…"):
-            return lifecycle.approve(view.run_id, _read_plan(path))
+            return lifecycle.approve(view.run_id, edited)
     return view
 
 
@@ -143,10 +145,7 @@ def approve_command(
     edited = _read_plan(plan) if plan else None
     view = lifecycle.view(run_id)
     if not as_json:  # what the person approves: the earlier notices, and what the edit check changes
-        _, repairs = lifecycle.check_edit(run_id, edited) if edited else (None, [])
-        from poise.agents.notices import Notice
-
-        _print_notices([*_notices(lifecycle, view.run_id), *(Notice("approve", "repaired", r) for r in repairs)])
+        _print_notices([*_notices(lifecycle, view.run_id), *_edit_notices(lifecycle, view.run_id, edited)])
     with console.status("training…"):
         view = lifecycle.approve(run_id, edited, approver)
     show_outcome(view, as_json, _notices(lifecycle, view.run_id))
@@ -204,6 +203,16 @@ def _notices(lifecycle, run_id: str) -> list:  # noqa: ANN001
     from poise.agents.notices import notices
 
     return notices(lifecycle.journal.events(run_id))
+
+
+def _edit_notices(lifecycle, run_id: str, edited) -> list:  # noqa: ANN001
+    """What checking an edited plan changes, before it trains (an edit naming nothing known is an error here)."""
+    from poise.agents.notices import Notice
+
+    if edited is None:
+        return []
+    _, repairs = lifecycle.check_edit(run_id, edited)
+    return [Notice("approve", "repaired", repair) for repair in repairs]
 
 
 def _print_notices(notices: list) -> None:
