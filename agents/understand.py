@@ -22,7 +22,7 @@ the ``2020`` of ``ai4i2020.csv`` is gone before anyone looks for a budget, and t
 4. precision / recall floors: "precision above 0.5", "at least 90% precision",
    "catch at least 80% of them", "miss no more than 10%";
 5. budget: "two minutes", "90s", "1.5 minutes", "half an hour", "a minute and a half",
-   "budget 300", compounds such as "an hour and 30 minutes";
+   "budget 300", "00:10:00", compounds such as "an hour and 30 minutes" or "2h30m";
 6. positive label: "positive class is yes", "the rare class 'bad'", "where y == 'yes'";
 7. target, last, on what is left (see ``_find_target``).
 
@@ -449,6 +449,7 @@ _BARE_BUDGET = re.compile(
     rf"(?:\s*(?:[:=]+|\b(?:of|is|to|at|around|about|set)\b)){{0,3}}\s*(?P<num>{_NUM}){_END}(?!\s*%)",
     _I,
 )
+_CLOCK = re.compile(r"(?<![\w.:])(?P<h>\d{1,3}):(?P<m>[0-5]\d):(?P<s>[0-5]\d)(?![\w:])")  # "time: 00:10:00"
 _BUDGET_CUE = re.compile(
     r"\b(?:budget|within|in|for|limit|max|maximum|spend|run|take|takes|under|most|than|up\s+to|timeout|give|allow"
     r"|only|just|innerhalb|binnen|maximal|höchstens|en|dans|pendant|durante|máximo)\W*$", _I,
@@ -503,9 +504,12 @@ def _take_budget(text: str) -> tuple[float | None, list[str], list[str], str]:
     durations = _durations(text)
     text = _mask_all(text, [(s, e) for s, e, _ in durations])
     candidates = [(s, e, bool(_BUDGET_CUE.search(text[max(0, s - 25):s])), v) for s, e, v in durations]
-    for match in _BARE_BUDGET.finditer(text):
-        candidates.append((match.start(), match.end(), True, float(match.group("num"))))
-        text = _mask(text, *match.span())
+    for pattern in (_BARE_BUDGET, _CLOCK):
+        for match in pattern.finditer(text):
+            seconds = (float(match.group("num")) if pattern is _BARE_BUDGET else
+                       3600 * int(match.group("h")) + 60 * int(match.group("m")) + int(match.group("s")))
+            candidates.append((match.start(), match.end(), pattern is _BARE_BUDGET, seconds))
+            text = _mask(text, *match.span())
     if not candidates:
         return None, [], [], text
     candidates.sort(key=lambda c: (not 0 < c[3] <= MAX_BUDGET_SECONDS, not c[2], c[0]))

@@ -204,6 +204,8 @@ BUDGETS = [
     ("a couple of minutes", 120), ("three quarters of an hour", 2700), ("an hour and a half", 5400),
     ("an hour and 30 minutes", 5400), ("1 h 30 min", 5400), ("time limit: 600", 600), ("Budget of 2 Minutes.", 120),
     ("  TWO   MINUTES!!  ", 120), ("in 3 hrs", 10800), ("1 day", 86400), ("a hundred seconds", 100),
+    ("2h30m", 9000), ("time: 00:10:00", 600), ("30 Sekunden", 30), ("2 Stunden", 7200), ("5 minutos", 300),
+    ("1 heure", 3600),
 ]
 
 
