@@ -235,18 +235,23 @@ def poise_steps(split: Split, work: Path, budget: float, threads: int, prefect_h
         env=env, version=lambda: metadata.version("poise"), inner_seconds=lambda: float(trained()["seconds"]))
 
 
-def peer_steps(system: str, split: Split, work: Path, budget: float, threads: int) -> Steps:
+def peer_steps(system: str, split: Split, work: Path, budget: float, threads: int, preset: str) -> Steps:
     python = str(AUTOGLUON_PYTHON) if system == "autogluon" else sys.executable
     model = work / "model"
     common = [python, str(PEERS), system]
+
+    def facts() -> dict:
+        return json.loads((model / "fit.json").read_text())
+
     return Steps(
         fit=common + ["fit", "--train", str(split.folder / "train.csv"), "--model", str(model),
-                      "--budget", f"{budget:g}", "--seed", str(split.seed), "--threads", str(threads)],
+                      "--budget", f"{budget:g}", "--seed", str(split.seed), "--threads", str(threads)]
+        + (["--preset", preset] if system == "autogluon" else []),
         predict=lambda: common + ["predict", "--test", str(split.folder / "test.csv"), "--model", str(model),
                                   "--out", str(work / "predictions.csv")],
         env=thread_env(threads),
-        version=lambda: str(json.loads((model / "fit.json").read_text()).get("version", "?")),
-        inner_seconds=lambda: float(json.loads((model / "fit.json").read_text())["seconds"]))
+        version=lambda: " ".join(str(facts()[k]) for k in ("version", "preset") if k in facts()),
+        inner_seconds=lambda: float(facts()["seconds"]))
 
 
 def _tail(path: Path) -> str:
@@ -256,12 +261,12 @@ def _tail(path: Path) -> str:
 
 
 def run_system(system: str, split: Split, budget: float, cores: list[int], side_by_side: bool,
-               prefect_home: Path, keep: bool, limit: float) -> Row:
+               prefect_home: Path, keep: bool, limit: float, preset: str) -> Row:
     work = split.folder / system
     work.mkdir()
     threads = len(cores)
     steps = (poise_steps(split, work, budget, threads, prefect_home) if system == "poise"
-             else peer_steps(system, split, work, budget, threads))
+             else peer_steps(system, split, work, budget, threads, preset))
     pin = ["taskset", "-c", ",".join(map(str, cores))]
     row = Row(split.dataset, split.seed, system, np.nan, np.nan, np.nan, np.nan, np.nan, budget,
               ",".join(map(str, cores)), side_by_side, "ok", "", split.train_rows, split.train_positives, "")
@@ -280,20 +285,31 @@ def run_system(system: str, split: Split, budget: float, cores: list[int], side_
 
     if system == "autogluon" and not AUTOGLUON_PYTHON.exists():
         row.status, row.note = "not set up", "run benchmarks/setup_autogluon.sh"
-    elif step("fit", steps.fit) and step("predict", steps.predict()):
+    elif step("fit", steps.fit):
         try:
             row.version, row.fit_inner_seconds = steps.version(), steps.inner_seconds()
-            out = pd.read_csv(work / "predictions.csv")
-            if len(out) != len(split.y_test):
-                raise ValueError(f"{len(out)} predictions for {len(split.y_test)} test rows")
-            row.average_precision = float(average_precision_score(split.y_test, out["proba"]))
-            row.mcc = float(matthews_corrcoef(split.y_test, pd.to_numeric(out["pred"]).astype(int)))
+            predict = steps.predict()
         except (OSError, KeyError, ValueError, TypeError) as error:
-            row.status, row.note = "bad predictions", str(error)[:200]
+            row.status, row.note = "bad fit output", str(error)[:200]
+        else:
+            if step("predict", predict):
+                score(row, work / "predictions.csv", split.y_test)
     if not keep:
         shutil.rmtree(work / "model", ignore_errors=True)
         shutil.rmtree(work / "home", ignore_errors=True)
     return row
+
+
+def score(row: Row, path: Path, y_test: np.ndarray) -> None:
+    """PR-AUC from the written ``proba``, MCC from the written ``pred`` (the system's own decision)."""
+    try:
+        out = pd.read_csv(path)
+        if len(out) != len(y_test):
+            raise ValueError(f"{len(out)} predictions for {len(y_test)} test rows")
+        row.average_precision = float(average_precision_score(y_test, out["proba"]))
+        row.mcc = float(matthews_corrcoef(y_test, pd.to_numeric(out["pred"]).astype(int)))
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        row.status, row.note = "bad predictions", str(error)[:200]
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -313,7 +329,7 @@ def warm_prefect(prefect_home: Path) -> None:
     """Create Prefect's database once, so no fit pays the one-off migrations a new installation does."""
     done = subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
                           capture_output=True, text=True,
-                          env=dict(os.environ, PREFECT_HOME=str(prefect_home)), timeout=300)
+                          env=dict(os.environ, PREFECT_HOME=str(prefect_home)), timeout=600)
     if done.returncode != 0:
         raise SystemExit(f"error: could not create Prefect's database: {done.stderr.strip()[-300:]}")
 
@@ -332,9 +348,14 @@ def run(args: argparse.Namespace, on_row: Callable[[list[Row]], None]) -> list[R
     def one(job: tuple[str, Split]) -> Row:
         with lock:
             mine = free.pop()
+        system, split = job
         try:
-            row = run_system(job[0], job[1], args.budget, mine, args.side_by_side, prefect_home, args.keep,
-                             args.kill_after or args.budget * 3 + 60)
+            row = run_system(system, split, args.budget, mine, args.side_by_side, prefect_home, args.keep,
+                             args.kill_after or args.budget * 3 + 60, args.autogluon_preset)
+        except Exception as error:  # one system's surprise must not end the whole run
+            row = Row(split.dataset, split.seed, system, *[np.nan] * 5, args.budget, ",".join(map(str, mine)),
+                      args.side_by_side, "harness error", repr(error)[:200], split.train_rows,
+                      split.train_positives, "")
         finally:
             with lock:
                 free.append(mine)
@@ -531,6 +552,8 @@ def main() -> None:
                         help="run two systems at once, each pinned to one of --cores")
     parser.add_argument("--out", type=Path, default=HERE / "results.md",
                         help="the markdown; raw rows go beside it as .csv, the command and machine as .json")
+    parser.add_argument("--autogluon-preset", default="medium_quality",
+                        help="AutoGluon's preset (its default; see peers.py)")
     parser.add_argument("--kill-after", type=float, default=None,
                         help="seconds after which a fit or predict process is killed (default: budget × 3 + 60)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary splits, logs and models")
