@@ -10,5 +10,5 @@ python="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet "autogluon.tabular[lightgbm,catboost,xgboost]==1.6.3" pyarrow
+"$venv/bin/python" -m pip install --quiet "autogluon.tabular[lightgbm,catboost,xgboost]==1.6.3"
 "$venv/bin/python" -c "import autogluon.tabular, sys; print('autogluon', autogluon.tabular.__version__, 'in', sys.prefix)"
