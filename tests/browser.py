@@ -34,7 +34,9 @@ def need_chromium() -> None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     need_chromium()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=60_000)  # a machine shared with other work can be slow to answer
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])

@@ -27,7 +27,7 @@ from poise.web.jobs import Jobs
 log = logging.getLogger("poise.web")
 HERE = Path(__file__).resolve().parent
 #: Paths open without a login: the login form itself, the console's own files and the liveness probe.
-OPEN_PATHS = ("/login", "/static/", "/health")
+OPEN_PATHS = ("/login", "/static/", "/static-vendor/", "/health", "/favicon.ico")
 
 
 class Console:
@@ -88,6 +88,10 @@ def create_app(settings: Settings | None = None, tokens: dict[str, str] | None =
         return FileResponse(str(path), media_type="text/javascript",
                             headers={"Cache-Control": "public, max-age=86400"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.middleware("http")
     async def session_and_login(request: Request, call_next: Any) -> Response:
         session = console.signer.load(request.cookies.get(COOKIE))
@@ -119,6 +123,7 @@ def create_app(settings: Settings | None = None, tokens: dict[str, str] | None =
         return console.page(request, "error.html", status_code=400, problem=exc.problem, fix=exc.fix)
 
     app.include_router(pages.router)
+    console.lifecycle()  # open the checkpoints once, before the first page asks
     return app
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 SEVERITY_LEVEL = {"none": 0, "watch": 1, "act": 2}
-_LAYOUT = {"margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "height": 340, "template": "plotly_white",
+_LAYOUT = {"margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "height": 340, "width": 530, "template": "plotly_white",
            "font": {"family": "system-ui, sans-serif", "size": 13}}
 
 
@@ -45,7 +45,7 @@ def at_threshold(labels: np.ndarray, proba: np.ndarray, threshold: float) -> AtT
 
 def _html(figure: Any, div_id: str) -> str:
     return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                          config={"displaylogo": False, "responsive": True})
+                          config={"displaylogo": False})
 
 
 def threshold_figures(labels: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, str]:
@@ -60,9 +60,9 @@ def threshold_figures(labels: np.ndarray, proba: np.ndarray, threshold: float) -
     if point.precision is not None and point.recall is not None:
         pr.add_trace(go.Scatter(x=[point.recall], y=[point.precision], mode="markers+text", name="deployed threshold",
                                 marker={"size": 13, "color": "#d62728", "symbol": "diamond"},
-                                text=[f"threshold {threshold:.3f}"], textposition="top right"))
+                                text=[f"threshold {threshold:.3f}"], textposition="bottom left"))
     pr.update_layout(title="Precision–recall on the holdout", xaxis_title="recall", yaxis_title="precision",
-                     xaxis_range=[0, 1.02], yaxis_range=[0, 1.05], **_LAYOUT)
+                     xaxis_range=[0, 1.02], yaxis_range=[0, 1.05], legend={"x": 0.02, "y": 0.05}, **_LAYOUT)
     sweep = go.Figure([go.Scatter(x=cuts, y=precision[:-1], mode="lines", name="precision"),
                        go.Scatter(x=cuts, y=recall[:-1], mode="lines", name="recall")])
     sweep.add_vline(x=threshold, line_dash="dash", line_color="#d62728",
@@ -73,7 +73,7 @@ def threshold_figures(labels: np.ndarray, proba: np.ndarray, threshold: float) -
         z=[[point.tn, point.fp], [point.fn, point.tp]], x=["predicted negative", "predicted positive"],
         y=["actual negative", "actual positive"], text=[[point.tn, point.fp], [point.fn, point.tp]],
         texttemplate="%{text}", colorscale="Blues", showscale=False))
-    matrix.update_layout(title=f"Confusion matrix at threshold {threshold:.3f}", **{**_LAYOUT, "height": 300})
+    matrix.update_layout(title=f"Confusion matrix at threshold {threshold:.3f}", **{**_LAYOUT, "width": 460})
     return {"pr": _html(pr, "pr-curve"), "sweep": _html(sweep, "threshold-sweep"),
             "matrix": _html(matrix, "confusion-matrix")}
 
@@ -93,5 +93,5 @@ def severity_figure(points: list[dict[str, Any]]) -> str:
     figure.update_yaxes(tickvals=[0, 1, 2], ticktext=["none", "watch", "act"], range=[-0.2, 2.3], secondary_y=False,
                         title_text="severity")
     figure.update_yaxes(range=[0, 1], secondary_y=True, title_text="drifted share", tickformat=".0%")
-    figure.update_layout(title="Severity over time", **_LAYOUT)
+    figure.update_layout(title="Severity over time", **{**_LAYOUT, "width": 1000})
     return _html(figure, "severity-over-time")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,14 +92,48 @@ class VersionFacts:
     reference: Any  # DataFrame of the holdout part, or None
 
 
-def model_entry(name: str) -> dict[str, Any]:
-    """The model's versions (oldest first) with their aliases and tags, as ``poise models`` lists them."""
+_LISTING: dict[str, Any] = {"stamp": None, "models": None}
+
+
+def registered_models(tracking_uri: str) -> list[dict[str, Any]]:
+    """``versions.list_models()`` (what ``poise models`` shows), asked again only when the store has changed.
+
+    An embedded SQLite store changes its file (or its write-ahead log) on every write, so their times and
+    sizes tell; a tracking server is asked at most every two seconds.
+    """
     from poise.registry import versions
 
-    for entry in versions.list_models():
+    stamp = _store_stamp(tracking_uri)
+    with _cache_lock:
+        if stamp is not None and _LISTING["stamp"] == stamp:
+            return _LISTING["models"]
+    found = versions.list_models()
+    with _cache_lock:
+        _LISTING.update(stamp=stamp, models=found)
+    return found
+
+
+def _store_stamp(tracking_uri: str) -> Any:
+    if not tracking_uri.startswith("sqlite:///"):
+        return ("ttl", int(time.monotonic() // 2))
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    stamps = []
+    for path in (database, database.with_name(database.name + "-wal")):
+        try:
+            info = path.stat()
+            stamps.append((info.st_mtime_ns, info.st_size))
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
+
+
+def model_entry(name: str, tracking_uri: str) -> dict[str, Any]:
+    """The model's versions (oldest first) with their aliases and tags, as ``poise models`` lists them."""
+    listing = registered_models(tracking_uri)
+    for entry in listing:
         if entry["name"] == name:
             return entry
-    known = [e["name"] for e in versions.list_models()]
+    known = [e["name"] for e in listing]
     raise PoiseError(f"no registered model named {name!r}",
                      f"registered models: {', '.join(known)}" if known else "train one first: describe a task")
 

@@ -324,28 +324,37 @@ def audit_page(request: Request, run_id: str) -> HTMLResponse:
 # ---------------------------------------------------------------------- models
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request) -> HTMLResponse:
-    from poise.registry import versions
-
-    return _console(request).page(request, "models.html", models=versions.list_models())
+    console = _console(request)
+    return console.page(request, "models.html", models=facts.registered_models(console.settings.tracking_uri))
 
 
 @router.get("/models/{name}", response_class=HTMLResponse)
 def model_page(request: Request, name: str, version: str | None = None) -> HTMLResponse:
-    from poise.web import charts
-
     console = _console(request)
-    entry = facts.model_entry(name)
+    entry = facts.model_entry(name, console.settings.tracking_uri)
     chosen = facts.version_facts(entry, version)
     figures, point = None, None
     if chosen is not None and chosen.reference is not None and chosen.threshold is not None:
-        from poise.registry.versions import LABEL, PROBA
-
-        labels, proba = chosen.reference[LABEL].to_numpy(), chosen.reference[PROBA].to_numpy()
-        figures = charts.threshold_figures(labels, proba, chosen.threshold)
-        point = charts.at_threshold(labels, proba, chosen.threshold)
+        figures, point = _threshold_view(name, chosen.version, chosen.threshold, chosen.reference)
     runs = facts.producing_runs(console.lifecycle().journal, name)
     return console.page(request, "model.html", entry=entry, chosen=chosen, figures=figures, point=point,
                         runs=runs, plots=figures is not None)
+
+
+_FIGURES: dict[tuple[str, str, float], Any] = {}
+
+
+def _threshold_view(name: str, version: str, threshold: float, holdout: Any) -> Any:
+    """The version's curves and confusion matrix; a version never changes, so they are drawn once."""
+    from poise.registry.versions import LABEL, PROBA
+    from poise.web import charts
+
+    key = (name, version, threshold)
+    if key not in _FIGURES:
+        labels, proba = holdout[LABEL].to_numpy(), holdout[PROBA].to_numpy()
+        _FIGURES[key] = (charts.threshold_figures(labels, proba, threshold),
+                         charts.at_threshold(labels, proba, threshold))
+    return _FIGURES[key]
 
 
 @router.get("/models/{name}/{action}", response_class=HTMLResponse)
@@ -354,12 +363,13 @@ def confirm_move(request: Request, name: str, action: str, version: str | None =
 
     if action not in ("promote", "rollback"):
         raise HTTPException(404)
-    entry = facts.model_entry(name)
+    console = _console(request)
+    entry = facts.model_entry(name, console.settings.tracking_uri)
     champion = versions.alias_version(name, versions.CHAMPION)
     target = version if action == "promote" else versions.alias_version(name, versions.PREVIOUS)
     if action == "promote" and version not in {v["version"] for v in entry["versions"]}:
         raise PoiseError(f"model {name!r} has no version {version}", "pick a version on the model page")
-    return _console(request).page(request, "confirm.html", name=name, action=action, version=target,
+    return console.page(request, "confirm.html", name=name, action=action, version=target,
                                   champion=champion)
 
 
@@ -389,10 +399,10 @@ def move(request: Request, name: str, action: str, version: str = Form("")) -> R
 @router.get("/monitoring", response_class=HTMLResponse)
 def monitoring_index(request: Request) -> HTMLResponse:
     from poise.pipelines.monitor import stored_reports
-    from poise.registry import versions
 
     console = _console(request)
-    names = sorted({m["name"] for m in versions.list_models()} | set(facts.monitored_models(console.settings.home)))
+    registered = {m["name"] for m in facts.registered_models(console.settings.tracking_uri)}
+    names = sorted(registered | set(facts.monitored_models(console.settings.home)))
     latest = {name: (stored_reports(name) or [(None, None)])[-1][1] for name in names}
     return console.page(request, "monitoring_index.html", names=names, latest=latest)
 
@@ -432,7 +442,7 @@ def check_batch(request: Request, name: str, batch: UploadFile = File(...)) -> R
     from poise.agents.graph import Lifecycle, new_run_id
 
     console = _console(request)
-    facts.model_entry(name)
+    facts.model_entry(name, console.settings.tracking_uri)
     path = facts.save_upload(batch, console.settings.home)
     run_id = new_run_id()
 
