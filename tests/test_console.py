@@ -70,12 +70,20 @@ def test_every_page_renders_with_labelled_inputs_and_named_buttons(page, live): 
     expect(page.get_by_label("Task")).to_be_editable()
     expect(page.get_by_label("Data file")).to_be_visible()
     expect(page.get_by_role("button", name="Plan")).to_be_visible()
-    for path, heading in (("/runs", "Runs"), ("/models", "Models"), ("/monitoring", "Monitoring")):
+    for path, heading in (("/new", "Describe a task"), ("/runs", "Runs"), ("/models", "Models"),
+                          ("/monitoring", "Monitoring")):
         page.goto(live.url + path)
         expect(page.get_by_role("heading", level=1)).to_have_text(heading)
-    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden]), textarea, select')]
-        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name)""")
-    assert unlabelled == []
+        assert unlabelled(page) == [], path
+
+
+def unlabelled(tab) -> list[str]:  # noqa: ANN001
+    """Inputs without a label, and buttons without a name, on the page."""
+    return tab.evaluate("""() => [
+        ...[...document.querySelectorAll('input:not([type=hidden]), textarea, select')]
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name),
+        ...[...document.querySelectorAll('button')]
+            .filter(b => !(b.getAttribute('aria-label') || b.textContent.trim())).map(b => b.outerHTML)]""")
 
 
 def test_user_text_and_column_names_are_shown_as_text_never_run(page, live, hostile_table):  # noqa: F811
@@ -95,6 +103,7 @@ def test_user_text_and_column_names_are_shown_as_text_never_run(page, live, host
     expect(page.get_by_label("Budget (seconds)")).to_have_value("10")
     expect(page.get_by_role("button", name="Approve")).to_be_visible()
     expect(page.get_by_role("button", name="Reject")).to_be_visible()
+    assert unlabelled(page) == []
 
     page.get_by_label("Reason").fill("<em>wrong</em> target")
     page.get_by_role("button", name="Reject").click()
@@ -194,3 +203,21 @@ def test_list_pages_load_fast_with_200_runs_and_50_versions(live):
     # 200 ms is the aim on an idle machine; the margin is for a machine shared with other work
     assert all(ms < 600 for ms in spent.values()), spent
     assert re.search("v50", httpx.get(f"{live.url}/models/perf").text)
+
+
+def test_tokens_name_their_holders_and_a_forged_session_is_a_new_one():
+    from poise.web.auth import ANONYMOUS_HOLDER, Session, Signer, holder, parse_tokens
+
+    tokens = parse_tokens("alice=secret-of-alice, plain-secret-1")
+    assert tokens == {"secret-of-alice": "alice", "plain-secret-1": ANONYMOUS_HOLDER}
+    assert holder(tokens, "secret-of-alice") == "alice" and holder(tokens, "secret-of-bob") is None
+    with pytest.raises(PoiseError, match="shorter than 8"):
+        parse_tokens(["bob=short"])
+    signer = Signer()
+    cookie = signer.dump(Session("abc", "alice"))
+    assert signer.load(cookie).name == "alice"
+    payload, mac = cookie.rsplit(".", 1)
+    forged = signer.load(f"{payload}.{'0' * len(mac)}")
+    assert forged.fresh and forged.name is None and forged.sid != "abc"
+    assert Signer().load(cookie).fresh  # another process's key: not ours
+    assert not signer.csrf_ok(Session("abc"), signer.csrf(Session("other")))

@@ -85,13 +85,20 @@ def severity_figure(points: list[dict[str, Any]]) -> str:
 
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     when = [p["at"] for p in points]
-    figure.add_trace(go.Scatter(x=when, y=[SEVERITY_LEVEL[p["severity"]] for p in points], mode="lines+markers",
-                                name="severity", line={"shape": "hv"},
-                                text=[f"v{p['version']}: {p['severity']}" for p in points]), secondary_y=False)
-    figure.add_trace(go.Bar(x=when, y=[p["drifted_share"] for p in points], name="drifted share", opacity=0.35),
+    figure.add_trace(go.Scatter(x=when, y=[p["drifted_share"] for p in points], mode="lines+markers",
+                                name="drifted share", line={"color": "#f4a6a0"}, marker={"size": 7}),
                      secondary_y=True)
+    figure.add_trace(go.Scatter(x=when, y=[SEVERITY_LEVEL[p["severity"]] for p in points], mode="lines+markers",
+                                name="severity", line={"shape": "hv", "color": "#2457c5"}, marker={"size": 11},
+                                text=[f"v{p['version']}: {p['severity']}" for p in points]), secondary_y=False)
     figure.update_yaxes(tickvals=[0, 1, 2], ticktext=["none", "watch", "act"], range=[-0.2, 2.3], secondary_y=False,
                         title_text="severity")
-    figure.update_yaxes(range=[0, 1], secondary_y=True, title_text="drifted share", tickformat=".0%")
+    figure.update_yaxes(range=[0, 1.05], secondary_y=True, title_text="drifted share", tickformat=".0%",
+                        showgrid=False)
+    if len(points) == 1:  # one check: a readable hour around it rather than an axis of microseconds
+        import pandas as pd
+
+        at = pd.Timestamp(points[0]["at"])
+        figure.update_xaxes(range=[at - pd.Timedelta(minutes=30), at + pd.Timedelta(minutes=30)])
     figure.update_layout(title="Severity over time", **{**_LAYOUT, "width": 1000})
     return _html(figure, "severity-over-time")

@@ -113,13 +113,31 @@ def start_run(request: Request, text: str = Form(""), data_file: UploadFile | No
 def runs_page(request: Request) -> HTMLResponse:
     console = _console(request)
     rows = facts.runs(console.lifecycle().journal)
-    return console.page(request, "runs.html", runs=rows, settled=SETTLED)
+    progress = {r["run_id"]: progress_line(console.jobs.progress(r["run_id"])) for r in rows
+                if console.jobs.busy(r["run_id"])}
+    return console.page(request, "runs.html", runs=rows, progress=progress)
 
 
 @router.get("/api/runs")
 def runs_status(request: Request) -> JSONResponse:
-    rows = facts.runs(_console(request).lifecycle().journal)
-    return JSONResponse({r["run_id"]: {"status": r["status"], "settled": r["status"] in SETTLED} for r in rows})
+    console = _console(request)
+    answer = {}
+    for r in facts.runs(console.lifecycle().journal):
+        busy = console.jobs.busy(r["run_id"])
+        answer[r["run_id"]] = {"status": r["status"], "settled": r["status"] in SETTLED and not busy,
+                               "progress": progress_line(console.jobs.progress(r["run_id"])) if busy else ""}
+    return JSONResponse(answer)
+
+
+def progress_line(progress: Any) -> str:
+    """A running search in one line, for the list of runs."""
+    if progress is None:
+        return ""
+    if not progress.trials:
+        return progress.stage or progress.state
+    best = "–" if progress.best_score is None else f"{progress.best_score:.4f}"
+    left = "" if progress.seconds_left is None else f", {progress.seconds_left:.0f} s left"
+    return f"trial {progress.trials}, best {best}, trying {progress.strategy} + {progress.estimator}{left}"
 
 
 @router.get("/api/runs/{run_id}")
@@ -288,26 +306,6 @@ def reject(request: Request, run_id: str, reason: str = Form("")) -> Response:
     if not reason.strip():
         raise PoiseError("a rejection needs a reason", "say why in the Reason box: it goes into the audit trail")
     console.lifecycle().reject(view.run_id, reason.strip(), approver=request.state.user)
-    return _see(f"/runs/{view.run_id}")
-
-
-@router.post("/runs/{run_id}/resume", dependencies=[Depends(csrf_checked)])
-def resume(request: Request, run_id: str) -> Response:
-    from poise.agents.graph import Lifecycle
-
-    console = _console(request)
-    view = console.lifecycle().view(run_id)
-    if console.jobs.busy(view.run_id):
-        raise PoiseError(f"run {view.run_id} is already running here", "watch its page")
-
-    def work() -> None:
-        worker = Lifecycle(console.settings)
-        try:
-            worker.resume(view.run_id)
-        finally:
-            worker.close()
-
-    console.jobs.submit(view.run_id, "training", work)
     return _see(f"/runs/{view.run_id}")
 
 

@@ -53,6 +53,7 @@
             text(cell, all[id].status);
             cell.className = "status status-" + all[id].status.replace(/ /g, "-");
             cell.setAttribute("aria-label", "Status of run " + id + ": " + all[id].status);
+            text(root.querySelector('[data-run-progress="' + id + '"]'), all[id].progress || "");
             if (!all[id].settled) { moving = true; }
           });
           setTimeout(tick, moving ? EVERY_MS : EVERY_MS * 5);
