@@ -120,7 +120,8 @@ def create_app(settings: Settings | None = None, tokens: dict[str, str] | None =
 
     @app.exception_handler(PoiseError)
     async def poise_error(request: Request, exc: PoiseError) -> HTMLResponse:
-        return console.page(request, "error.html", status_code=400, problem=exc.problem, fix=exc.fix)
+        status = 403 if isinstance(exc, pages.FormRefused) else 400
+        return console.page(request, "error.html", status_code=status, problem=exc.problem, fix=exc.fix)
 
     app.include_router(pages.router)
     console.lifecycle()  # open the checkpoints once, before the first page asks

@@ -13,6 +13,10 @@ from poise.web import facts
 
 router = APIRouter()
 
+
+class FormRefused(PoiseError):
+    """A POST without this session's CSRF token: answered 403, before anything acts on it."""
+
 #: Run statuses after which nothing more happens by itself.
 SETTLED = ("deployed", "not deployed", "gated out", "rejected", "no action", "kept as challenger", "failed",
            "awaiting approval", "done", "planned")
@@ -27,7 +31,8 @@ async def csrf_checked(request: Request) -> None:
     form = await request.form()
     console = _console(request)
     if not console.signer.csrf_ok(request.state.session, form.get("csrf")):  # type: ignore[arg-type]
-        raise HTTPException(403, "the form's security token is missing or stale: reload the page and try again")
+        raise FormRefused("the form's security token is missing or stale (or the form came from another site)",
+                          "reload the page and send the form again")
 
 
 def _see(url: str) -> RedirectResponse:
