@@ -283,7 +283,8 @@ class Lifecycle:
 
         self.settings = settings or get_settings()
         self.journal = Journal(self.settings.home / "runs.db")
-        self._connection = sqlite3.connect(self.settings.home / "checkpoints.db", check_same_thread=False)
+        # a busy store (another process writing a checkpoint) is waited for, as the journal does, not failed on
+        self._connection = sqlite3.connect(self.settings.home / "checkpoints.db", check_same_thread=False, timeout=30)
         self.checkpointer = SqliteSaver(self._connection)
         self.brain = brain or configured_brain()
         self.graph = build_lifecycle_graph(self.brain, self.journal, self.settings, self.checkpointer)

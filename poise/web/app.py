@@ -45,7 +45,8 @@ class Console:
         self._lifecycle: Any = None
 
     def lifecycle(self) -> Any:
-        """One Lifecycle for reading runs in requests (background work opens its own)."""
+        """The console's one Lifecycle: requests read runs with it and the background work drives them (its
+        checkpoint store serialises each read and write, so one connection serves every thread)."""
         if self._lifecycle is None:
             from poise.agents.graph import Lifecycle
 
@@ -124,7 +125,7 @@ def create_app(settings: Settings | None = None, tokens: dict[str, str] | None =
         return console.page(request, "error.html", status_code=status, problem=exc.problem, fix=exc.fix)
 
     app.include_router(pages.router)
-    console.lifecycle()  # open the checkpoints once, before the first page asks
+    console.lifecycle().checkpointer.setup()  # open the checkpoint store now, before any page or work asks
     return app
 
 

@@ -84,7 +84,7 @@ def new_task(request: Request) -> HTMLResponse:
 @router.post("/runs", dependencies=[Depends(csrf_checked)])
 def start_run(request: Request, text: str = Form(""), data_file: UploadFile | None = File(None),
               known: str = Form("")) -> Response:
-    from poise.agents.graph import Lifecycle, new_run_id
+    from poise.agents.graph import new_run_id
 
     console = _console(request)
     home = console.settings.home
@@ -103,11 +103,7 @@ def start_run(request: Request, text: str = Form(""), data_file: UploadFile | No
     run_id = new_run_id()
 
     def plan() -> None:
-        lifecycle = Lifecycle(console.settings)
-        try:
-            lifecycle.start(text, str(data), auto_approve=False, run_id=run_id)
-        finally:
-            lifecycle.close()
+        console.lifecycle().start(text, str(data), auto_approve=False, run_id=run_id)
 
     console.jobs.submit(run_id, "planning", plan)
     return _see(f"/runs/{run_id}")
@@ -216,7 +212,7 @@ async def approve(request: Request, run_id: str) -> Response:
 
 
 def _approve(request: Request, run_id: str, form: Any) -> Response:
-    from poise.agents.graph import RECOVERY, Lifecycle
+    from poise.agents.graph import RECOVERY
 
     console = _console(request)
     lifecycle = console.lifecycle()
@@ -239,11 +235,7 @@ def _approve(request: Request, run_id: str, form: Any) -> Response:
         budget = ((view.values.get("recovery") or {}).get("plan") or {}).get("budget_seconds")
 
     def train() -> None:
-        worker = Lifecycle(console.settings)
-        try:
-            worker.approve(view.run_id, edited, approver=approver)
-        finally:
-            worker.close()
+        console.lifecycle().approve(view.run_id, edited, approver=approver)
 
     console.jobs.submit(view.run_id, "training", train, budget_seconds=budget)
     return _see(f"/runs/{view.run_id}")
@@ -442,7 +434,7 @@ def monitoring_report(request: Request, name: str, stem: str) -> FileResponse:
 @router.post("/monitoring/{name}/check", dependencies=[Depends(csrf_checked)])
 def check_batch(request: Request, name: str, batch: UploadFile = File(...)) -> Response:
     """Check a batch of rows for drift and recover when the policy says act (``poise recover NAME --current``)."""
-    from poise.agents.graph import Lifecycle, new_run_id
+    from poise.agents.graph import new_run_id
 
     console = _console(request)
     facts.model_entry(name, console.settings.tracking_uri)
@@ -450,11 +442,7 @@ def check_batch(request: Request, name: str, batch: UploadFile = File(...)) -> R
     run_id = new_run_id()
 
     def recover() -> None:
-        worker = Lifecycle(console.settings)
-        try:
-            worker.recover(name, current=str(path), run_id=run_id)
-        finally:
-            worker.close()
+        console.lifecycle().recover(name, current=str(path), run_id=run_id)
 
     console.jobs.submit(run_id, "recovery", recover)
     return _see(f"/runs/{run_id}")
