@@ -145,11 +145,16 @@ def test_beyond_loopback_needs_a_token():
     assert done.returncode == 2 and "without a token" in done.stderr
 
 
-def test_with_tokens_a_person_logs_in_and_acts_under_their_name(browser):  # noqa: F811
+def test_with_tokens_a_person_logs_in_and_acts_under_their_name(browser, hostile_table):  # noqa: F811
     from playwright.sync_api import expect
 
+    from poise.agents.graph import Lifecycle
     from poise.web.app import create_app
     from poise.web.auth import parse_tokens
+
+    lifecycle = Lifecycle()
+    waiting = lifecycle.start("predict label, 10 seconds", hostile_table).run_id
+    lifecycle.close()
 
     app = create_app(tokens=parse_tokens(["alice=secret-of-alice", "bob=secret-of-bob"]))
     with LiveConsole(app) as server:
@@ -166,6 +171,12 @@ def test_with_tokens_a_person_logs_in_and_acts_under_their_name(browser):  # noq
         page.get_by_role("button", name="Log in").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Runs")
         expect(page.get_by_text("signed in as alice")).to_be_visible()
+        page.goto(f"{server.url}/runs/{waiting}")
+        page.get_by_label("Reason").fill("not this quarter")
+        page.get_by_role("button", name="Reject").click()
+        expect(page.get_by_role("status", name="Status")).to_contain_text("rejected")
+        page.goto(f"{server.url}/runs/{waiting}/audit")
+        expect(page.locator("tr.step-approve")).to_contain_text("alice")
         context.close()
 
 
