@@ -105,6 +105,13 @@ def test_user_text_and_column_names_are_shown_as_text_never_run(page, live, host
     expect(page.get_by_role("button", name="Reject")).to_be_visible()
     assert unlabelled(page) == []
 
+    # a plan edited into something invalid is refused with the reason, and nothing starts
+    for box in page.locator("input[name=model]").all():
+        box.uncheck()
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("alert")).to_contain_text("search.models")
+    expect(page.get_by_role("status", name="Status")).to_contain_text("awaiting approval")
+
     page.get_by_label("Reason").fill("<em>wrong</em> target")
     page.get_by_role("button", name="Reject").click()
     expect(page.get_by_role("status", name="Status")).to_contain_text("rejected")
