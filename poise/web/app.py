@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None, tokens: dict[str, str] | None =
 
 def _warm_imports() -> None:
     """Import the heavy stack once at start-up, so no page pays for it."""
+    import numpy as np
     import plotly.graph_objects  # noqa: F401
     import sklearn.metrics  # noqa: F401
 
@@ -139,6 +140,9 @@ def _warm_imports() -> None:
     import poise.registry.versions  # noqa: F401
     import poise.tools.models  # noqa: F401
     import poise.tools.strategies  # noqa: F401
+    from poise.web.charts import threshold_figures
+
+    threshold_figures(np.array([0, 1, 0, 1]), np.array([0.1, 0.8, 0.4, 0.6]), 0.5)  # plotly loads its validators
 
 
 def serve(host: str = "127.0.0.1", port: int = 8500, tokens: list[str] | str | None = None) -> None:

@@ -406,7 +406,6 @@ def monitoring_index(request: Request) -> HTMLResponse:
 def monitoring_page(request: Request, name: str) -> HTMLResponse:
     from poise.agents.graph import AWAITING_APPROVAL, RECOVERY
     from poise.pipelines.monitor import stored_reports
-    from poise.web import charts
 
     console = _console(request)
     reports = stored_reports(name)
@@ -419,8 +418,22 @@ def monitoring_page(request: Request, name: str) -> HTMLResponse:
     working = [r for r in recoveries if console.jobs.busy(r["run_id"])]
     return console.page(request, "monitoring.html", name=name, latest=reports[-1][1] if reports else None,
                         latest_stem=reports[-1][0].stem if reports else None, points=points,
-                        severity=charts.severity_figure(points) if points else None, recoveries=recoveries,
+                        severity=_severity_view(points) if points else None, recoveries=recoveries,
                         pending=pending, working=working, plots=bool(points), settled=SETTLED)
+
+
+_SEVERITY: dict[tuple[str, ...], str] = {}
+
+
+def _severity_view(points: list[dict[str, Any]]) -> str:
+    """The severity chart, drawn again only when a new report arrives (reports never change)."""
+    from poise.web import charts
+
+    key = tuple(p["stem"] for p in points)
+    if key not in _SEVERITY:
+        _SEVERITY.clear()  # only the newest set of reports is ever asked for again
+        _SEVERITY[key] = charts.severity_figure(points)
+    return _SEVERITY[key]
 
 
 @router.get("/monitoring/{name}/report/{stem}", include_in_schema=False)
