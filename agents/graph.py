@@ -282,7 +282,8 @@ class Lifecycle:
 
         self.settings = settings or get_settings()
         self.journal = Journal(self.settings.home / "runs.db")
-        self._connection = sqlite3.connect(self.settings.home / "checkpoints.db", check_same_thread=False)
+        # a busy store (another process writing a checkpoint) is waited for, as the journal does, not failed on
+        self._connection = sqlite3.connect(self.settings.home / "checkpoints.db", check_same_thread=False, timeout=30)
         self.checkpointer = SqliteSaver(self._connection)
         self.brain = brain or configured_brain()
         self.graph = build_lifecycle_graph(self.brain, self.journal, self.settings, self.checkpointer)
@@ -300,11 +301,14 @@ class Lifecycle:
         return self._recovery_graph
 
     def recover(self, model: str, current: str | None = None, window: int | None = None,
-                budget_seconds: float | None = None) -> RunView:
-        """Check ``model`` for drift and, when the policy says act, recover (the recovery graph)."""
+                budget_seconds: float | None = None, run_id: str | None = None) -> RunView:
+        """Check ``model`` for drift and, when the policy says act, recover (the recovery graph).
+
+        ``run_id`` lets a caller that works in the background (the console) know the run before it starts.
+        """
         from poise.agents.recovery import RecoveryState
 
-        run_id = uuid.uuid4().hex[:12]
+        run_id = run_id or new_run_id()
         source = f"--current {current}" if current else f"--window {window or 'default'}"
         self.journal.start_run(run_id, f"recover {model} ({source})", kind=RECOVERY)
         state: RecoveryState = {"run_id": run_id, "model": model, "current": current, "window": window,
@@ -314,8 +318,9 @@ class Lifecycle:
     def close(self) -> None:
         self._connection.close()
 
-    def start(self, text: str, data: str | None = None, auto_approve: bool = False) -> RunView:
-        run_id = uuid.uuid4().hex[:12]
+    def start(self, text: str, data: str | None = None, auto_approve: bool = False,
+              run_id: str | None = None) -> RunView:
+        run_id = run_id or new_run_id()
         self.journal.start_run(run_id, text)
         state: LifecycleState = {"run_id": run_id, "text": text, "data": data, "auto_approve": auto_approve}
         return self._invoke(run_id, state)
@@ -409,10 +414,14 @@ def plan_only(text: str, data: str | None = None, settings: Settings | None = No
             "notices": notices(journal.events(run_id))}
 
 
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 def _config(run_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": run_id}}
 
 
 
 
-__all__ = ["Lifecycle", "RunView", "build_lifecycle_graph", "plan_only"]
+__all__ = ["Lifecycle", "RunView", "build_lifecycle_graph", "new_run_id", "plan_only"]

@@ -207,6 +207,23 @@ def store_report(report: DriftReport, json_path: Path) -> str:
     return run.run_id
 
 
+def report_folder(model: str) -> Path:
+    """Where the reports of ``model`` are kept: ``STAMP-vVERSION.json`` and ``.html`` side by side."""
+    return get_settings().home / "monitoring" / model
+
+
+def stored_reports(model: str) -> list[tuple[Path, DriftReport]]:
+    """The kept reports of ``model``, oldest first (their file names start with the time they were made)."""
+    folder = report_folder(model)
+    found = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            found.append((path, DriftReport.model_validate_json(path.read_text())))
+        except (OSError, ValueError):
+            continue  # a report being written, or one from an older format: skip rather than fail the page
+    return found
+
+
 def _run_name() -> str:
     from prefect.runtime import flow_run
 
@@ -229,7 +246,7 @@ def monitor_flow(model: str, current: str | None = None, window: int | None = No
     if keep_labelled is not None:
         save_recent(champion, rows, Path(keep_labelled))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    folder = get_settings().home / "monitoring" / model
+    folder = report_folder(model)
     folder.mkdir(parents=True, exist_ok=True)
     report = measure(champion, reference, rows, folder / f"{stamp}-v{champion.version}.html" if html else None)
     store_report(report, folder / f"{stamp}-v{champion.version}.json")

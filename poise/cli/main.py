@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from poise import __version__
-from poise.cli import models, monitor, runs, serve, train
+from poise.cli import models, monitor, runs, serve, train, ui
 
 app = typer.Typer(
     name="poise",
@@ -19,6 +19,7 @@ runs.register(app)
 models.register(app)
 serve.register(app)
 monitor.register(app)
+ui.register(app)
 
 
 def _version(value: bool) -> None:
