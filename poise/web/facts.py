@@ -64,10 +64,12 @@ def runs(journal: Any, limit: int = 200) -> list[dict[str, Any]]:
 
 
 def repairs_by_step(events: list[Any]) -> dict[str, list[str]]:
+    """What the guardrails changed and which words were not used, per step: the CLI's notices."""
+    from poise.agents.notices import notices
+
     found: dict[str, list[str]] = {}
-    for event in events:
-        if event.repairs:
-            found.setdefault(event.step, []).extend(event.repairs)
+    for notice in notices(events, steps={event.step for event in events}):
+        found.setdefault(notice.step, []).append(f"{notice.kind}: {notice.text}")
     return found
 
 
