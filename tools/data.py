@@ -138,13 +138,27 @@ def _csv_format(text: str) -> _CsvFormat:
 
 
 def _delimiter(text: str) -> str:
-    sample = "\n".join(text.splitlines()[:50])
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
-    except csv.Error:
-        first = sample.splitlines()[0] if sample else ""
-        counts = {d: first.count(d) for d in _DELIMITERS}
-        return max(counts, key=counts.get) if max(counts.values()) else ","
+    """The candidate that splits the header into two or more fields and the most rows into as many.
+
+    ``csv.Sniffer`` alone prefers ``,`` when every row holds as many decimal commas, even in a
+    file delimited by ``;``; the header (which has no numbers) tells the two apart.
+    """
+    sample = text[: 64 * 1024]
+    best, best_score = ",", (-1.0, 0)
+    for candidate in _DELIMITERS:
+        try:
+            rows = [row for row in csv.reader(io.StringIO(sample), delimiter=candidate) if row][:51]
+        except csv.Error:
+            continue
+        if len(rows) > 2 and len(sample) < len(text):
+            rows = rows[:-1]  # the sample may end inside the last row
+        width = len(rows[0]) if rows else 0
+        if width < 2:
+            continue
+        agree = sum(len(row) == width for row in rows[1:]) / max(len(rows) - 1, 1)
+        if (agree, width) > best_score:
+            best, best_score = candidate, (agree, width)
+    return best
 
 
 _NUMBER = re.compile(r"[+-]?(\d[\d.,]*|[.,]\d+)([eE][+-]?\d+)?")
