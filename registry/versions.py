@@ -156,10 +156,7 @@ def resolve(ref: str) -> tuple[str, str]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    match = _REF.match(ref.strip())
-    if not match:
-        raise ModelNotFoundError(f"{ref!r} is not a model reference", "use NAME, NAME@ALIAS or NAME:VERSION")
-    name, alias, version = check_name(match["name"]), match["alias"], match["version"]
+    name, alias, version = parse_ref(ref)
     client = mlflow.MlflowClient()
     try:
         client.get_registered_model(name)
@@ -186,6 +183,14 @@ def resolve(ref: str) -> tuple[str, str]:
         versions = client.search_model_versions(f"name='{name}'")
         found = str(max(int(v.version) for v in versions))
     return name, found
+
+
+def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """``NAME``, ``NAME@alias`` or ``NAME:version`` → (name, alias, version), the name checked; no registry call."""
+    match = _REF.match(ref.strip())
+    if not match:
+        raise ModelNotFoundError(f"{ref!r} is not a model reference", "use NAME, NAME@ALIAS or NAME:VERSION")
+    return check_name(match["name"]), match["alias"], match["version"]
 
 
 def check_name(name: str) -> str:

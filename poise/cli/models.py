@@ -33,6 +33,7 @@ def predict_command(
     from poise.settings import get_settings
     from poise.tools.data import load_table, reading_notes
 
+    versions.parse_ref(model)  # a malformed model reference fails before the table is read
     if not force and _same_file(data, out):
         from poise.errors import PoiseError
 
@@ -130,6 +131,7 @@ def promote_command(
     from poise.registry import tracking, versions
     from poise.settings import get_settings
 
+    versions.check_name(name)
     tracking.connect(get_settings())
     previous = versions.promote(name, version)
     note = f" (was v{previous}, now @previous)" if previous and previous != str(version) else ""

@@ -51,10 +51,10 @@ def train_command(
     else:
         with _SearchProgress(budget) as progress:
             outcome = train(task, promote_if_passed=promote, on_stage=progress.stage, on_trial=progress.trial)
+    print_notes(outcome.profile.notes)  # stderr: with --json they are also in the summary, as "warnings"
     if as_json:
         print_json(_summary(outcome))
     else:
-        print_notes(outcome.profile.notes)
         _print_summary(outcome)
 
 
