@@ -214,6 +214,17 @@ def test_reading_notes_and_missing_targets_reach_the_profile(tmp_path):
     assert any("2 row(s) with no value in the target column 'y' were left out" in n for n in profile.notes)
 
 
+def test_a_corrupt_archive_is_a_data_error(tmp_path):
+    with gzip.open(tmp_path / "t.csv.gz", "wb") as handle:
+        handle.write(b"a,b\n" + b"1,2\n" * 50_000)
+    whole = (tmp_path / "t.csv.gz").read_bytes()
+    (tmp_path / "cut.csv.gz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "bad.csv.gz").write_bytes(whole[:20] + bytes(200) + whole[220:])
+    for name in ("cut.csv.gz", "bad.csv.gz"):
+        with pytest.raises(DataError, match="could not read|binary"):
+            data.load_table(tmp_path / name)
+
+
 def test_unreadable_uploads_are_data_errors():
     with pytest.raises(DataError, match="binary"):
         data.read_csv_bytes(b"a,b\n\x00\x01\x02")
@@ -246,3 +257,11 @@ def test_the_model_refuses_infinite_numbers():
     assert card.prepare(pd.DataFrame({"a": [1.0, None]}))["a"].isna().tolist() == [False, True]
     with pytest.raises(ModelInputError, match="'a' holds an infinite value in row 1"):
         card.prepare(pd.DataFrame({"a": ["1", "-inf"]}))
+
+
+def test_frames_with_notes_still_write_parquet(tmp_path):
+    frame = data.read_csv_bytes(b"a;b;y\n1,5;inf;0\n2,5;3;1\n")
+    assert data.reading_notes(frame)
+    frame.head(1).to_parquet(tmp_path / "derived.parquet")  # attrs travel into derived frames and files
+    table = data.prepare_target(frame, "y")
+    assert table.notes and not data.reading_notes(table.features)

@@ -15,7 +15,8 @@ import hashlib
 import io
 import lzma
 import re
-from dataclasses import dataclass
+import zlib
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,7 @@ from poise.errors import DataError
 _ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 _DELIMITERS = ",;\t|"
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_BROKEN = (OSError, EOFError, lzma.LZMAError, zlib.error)  # what a truncated or corrupt archive raises
 
 #: A single column whose univariate ROC-AUC reaches this separates the classes "almost perfectly".
 LEAK_SEPARATION = 0.995
@@ -39,7 +41,9 @@ _ID_NAME = re.compile(r"(^|[_\W])(id|ids|uid|udi|uuid|guid|key|index|idx|row|row
 NUMERIC_SHARE = 0.95
 #: ... and at least this many are: a handful of cells is too few to call the rest junk.
 MIN_NUMERIC_CELLS = 10
-NOTES = "poise.notes"  # where a frame carries its reading notes (``DataFrame.attrs``)
+#: Where a frame carries its reading notes: ``DataFrame.attrs``, as plain dicts, because pandas copies attrs
+#: into whatever is derived from the frame and writes them into Parquet files as JSON.
+NOTES = "poise.notes"
 
 NoteKind = Literal["number_format", "junk", "infinite", "columns", "missing_target"]
 
@@ -59,7 +63,12 @@ class DataNote:
 
 def reading_notes(frame: pd.DataFrame) -> list[DataNote]:
     """What ``load_table`` / ``read_csv_bytes`` changed in reading ``frame`` (empty for any other frame)."""
-    return list(frame.attrs.get(NOTES, ()))
+    return [DataNote(n["kind"], n["message"], tuple(n["columns"]), n["count"]) for n in frame.attrs.get(NOTES, ())]
+
+
+def _attach_notes(frame: pd.DataFrame, notes: list[DataNote]) -> pd.DataFrame:
+    frame.attrs[NOTES] = [{**asdict(note), "columns": list(note.columns)} for note in notes]
+    return frame
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,7 @@ def _read_csv(path: Path, suffixes: list[str]) -> pd.DataFrame:
     try:
         with opener(path, "rb") as handle:
             raw = handle.read(256 * 1024)
-    except (OSError, EOFError, lzma.LZMAError) as exc:
+    except _BROKEN as exc:
         raise DataError(f"could not read {path.name}: {exc}", "pass a well-formed CSV or Parquet file") from exc
     if not raw.strip():
         raise DataError(f"{path.name} is empty", "pass a table with a header row and data rows")
@@ -126,7 +135,7 @@ def _parse(source: Path | io.StringIO, text: str, encoding: str | None, what: st
         frame = pd.read_csv(source, sep=fmt.delimiter, decimal=fmt.decimal, thousands=fmt.thousands,
                             encoding=encoding, compression="infer" if encoding else None, index_col=False,
                             low_memory=False)
-    except (ValueError, OSError, EOFError, lzma.LZMAError, pd.errors.ParserError) as exc:
+    except (ValueError, pd.errors.ParserError, *_BROKEN) as exc:
         raise DataError(f"could not read {what}: {exc}", "pass a well-formed CSV with a header row") from exc
     return _tidy(frame, _header(text, fmt.delimiter), fmt)
 
@@ -221,8 +230,7 @@ def _tidy(frame: pd.DataFrame, header: list[str] | None, fmt: _CsvFormat) -> pd.
         if frame[name].dtype == object or pd.api.types.is_string_dtype(frame[name]):
             frame[name] = _numbers_despite_junk(frame[name], fmt, notes)
     _infinities_missing(frame, notes)
-    frame.attrs[NOTES] = notes
-    return frame
+    return _attach_notes(frame, notes)
 
 
 def _name_columns(frame: pd.DataFrame, header: list[str] | None, notes: list[DataNote]) -> pd.DataFrame:
@@ -380,8 +388,10 @@ def prepare_target(frame: pd.DataFrame, target: str, positive_label: Label | Non
     y = (labels == positive).to_numpy(dtype=np.int8)
     negatives = [v for v in counts.index if v != positive]
     negative: Label = _python(negatives[0]) if len(negatives) == 1 else "rest"
+    features = frame.drop(columns=[target])
+    features.attrs.pop(NOTES, None)  # from here on the notes travel with the table, not its features
     return LabelledTable(
-        features=frame.drop(columns=[target]),
+        features=features,
         y=y,
         positive_label=_python(positive),
         negative_label=negative,
