@@ -177,8 +177,8 @@ def test_predict_reads_odd_cells_says_so_and_may_overwrite_with_force(trained_ai
 def test_train_reads_a_european_export_and_says_how(tmp_path):
     pima = pd.read_csv(DATA / "pima_diabetes.csv")
     source = tmp_path / "pima-eu.csv"
-    pima.assign(bmi=pima["bmi"].astype(object).where(pima.index != 5, "?")).to_csv(
-        source, index=False, sep=";", decimal=",")
+    bmi = pima["bmi"].map(lambda v: str(v).replace(".", ","))  # as a European export writes it
+    pima.assign(bmi=bmi.where(pima.index != 5, "?")).to_csv(source, index=False, sep=";", decimal=",")
     done = poise("train", source, "--target", "target", "--budget", "8", "--name", "pima-eu", "--json",
                  "--no-promote")
     summary = json.loads(done.stdout)

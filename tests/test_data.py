@@ -163,10 +163,13 @@ def test_thousands_separators_only_when_unambiguous():
     us = data.read_csv_bytes(b'amount,y\n"1,234.5",0\n"2,000",1\n3.5,0\n')
     assert us["amount"].tolist() == [1234.5, 2000.0, 3.5]
     assert "','" in _notes(us, "number_format")[0]
-    # "1.5" beside "2,5": the marks disagree, so nothing is guessed and the text stays as written
+    # "1.5" beside "2,5": the file reads with decimal points, and the one column with commas as itself
     mixed = data.read_csv_bytes(b"a;b;y\n1.5;2,5;0\n2.5;3,5;1\n")
-    assert mixed["a"].tolist() == [1.5, 2.5] and mixed["b"].tolist() == ["2,5", "3,5"]
-    assert not data.reading_notes(mixed)
+    assert mixed["a"].tolist() == [1.5, 2.5] and mixed["b"].tolist() == [2.5, 3.5]
+    assert _notes(mixed, "number_format") == ["column 'b' uses a decimal comma, unlike the rest of the file, "
+                                              "and was read so"]
+    # "1.5" beside "2,500": that comma is a thousands separator
+    assert data.read_csv_bytes(b"a;b;y\n1.5;2,500;0\n2.5;3,750;1\n")["b"].tolist() == [2500, 3750]
     plain = data.read_csv_bytes(b"a,b,y\n1.500,2,0\n2.250,3,1\n")  # the pandas default reading stands
     assert plain["a"].tolist() == [1.5, 2.25] and not data.reading_notes(plain)
 

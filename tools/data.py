@@ -92,7 +92,7 @@ def load_table(path: str | Path) -> pd.DataFrame:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".parquet", ".pq"):
         try:
-            frame = _tidy(pd.read_parquet(path), None, _CsvFormat(","))
+            frame = _tidy(pd.read_parquet(path), None, None)
         except (ValueError, OSError) as exc:
             raise DataError(f"could not read {path.name}: {exc}", "pass a well-formed Parquet file") from exc
     else:
@@ -217,20 +217,35 @@ def _header(text: str, delimiter: str) -> list[str] | None:
         return None
 
 
-def _tidy(frame: pd.DataFrame, header: list[str] | None, fmt: _CsvFormat) -> pd.DataFrame:
-    """Name every column, make numbers of mostly numeric text, infinities missing; note each change."""
+def _tidy(frame: pd.DataFrame, header: list[str] | None, fmt: _CsvFormat | None) -> pd.DataFrame:
+    """Name every column, make numbers of mostly numeric text, infinities missing; note each change.
+
+    ``fmt`` is None for Parquet, whose column types were declared by its writer and are kept.
+    """
     notes: list[DataNote] = []
+    frame = _name_columns(frame, header, notes)
+    if fmt is not None:
+        _read_text_numbers(frame, fmt, notes)
+    _infinities_missing(frame, notes)
+    return _attach_notes(frame, notes)
+
+
+def _read_text_numbers(frame: pd.DataFrame, fmt: _CsvFormat, notes: list[DataNote]) -> None:
+    """Text columns that are numbers (despite junk, or with a decimal comma of their own) become numeric."""
     if fmt.decimal == ",":
         notes.append(DataNote("number_format", "numbers use a decimal comma"
                               + (" and '.' between thousands" if fmt.thousands else "") + ", and were read so"))
     elif fmt.thousands:
         notes.append(DataNote("number_format", f"numbers use {fmt.thousands!r} between thousands, and were read so"))
-    frame = _name_columns(frame, header, notes)
+    comma = _CsvFormat(fmt.delimiter, ",")
     for name in frame.columns:
         if frame[name].dtype == object or pd.api.types.is_string_dtype(frame[name]):
             frame[name] = _numbers_despite_junk(frame[name], fmt, notes)
-    _infinities_missing(frame, notes)
-    return _attach_notes(frame, notes)
+        if not pd.api.types.is_numeric_dtype(frame[name]) and _decimal_comma_column(frame[name], fmt):
+            frame[name] = _numbers_despite_junk(frame[name], comma, notes)
+            if pd.api.types.is_numeric_dtype(frame[name]):
+                notes.append(DataNote("number_format", f"column {name!r} uses a decimal comma, unlike the rest of "
+                                                       "the file, and was read so", (str(name),)))
 
 
 def _name_columns(frame: pd.DataFrame, header: list[str] | None, notes: list[DataNote]) -> pd.DataFrame:
@@ -261,16 +276,24 @@ def _name_columns(frame: pd.DataFrame, header: list[str] | None, notes: list[Dat
     return frame.set_axis(final, axis=1)
 
 
+def _decimal_comma_column(series: pd.Series, fmt: _CsvFormat) -> bool:
+    """A text column of a file read with decimal points whose cells show an unmistakable decimal comma."""
+    if fmt.decimal != "." or fmt.delimiter == ",":
+        return False
+    cells = series.dropna().astype(str).str.strip()
+    unambiguous = cells.str.fullmatch(r"[+-]?\d*,\d+") & ~cells.str.fullmatch(_GROUPED.pattern)
+    return bool(unambiguous.any() and not cells.str.contains(".", regex=False).any())
+
+
 def _numbers_despite_junk(series: pd.Series, fmt: _CsvFormat, notes: list[DataNote]) -> pd.Series:
     """A text column whose cells are almost all numbers becomes numeric; the rest become missing, said so.
 
     The rule: at least ``NUMERIC_SHARE`` of the non-empty cells, and at least ``MIN_NUMERIC_CELLS``
-    of them, read as numbers (with the file's decimal mark and thousands separator).
+    of them, read as numbers (with the file's decimal mark and thousands separator). A column whose
+    every non-empty cell is a number is numeric however short.
     """
     text = series.astype(object).map(lambda v: str(v).strip(), na_action="ignore")
     filled = text.notna() & (text != "")
-    if filled.sum() < MIN_NUMERIC_CELLS:
-        return series
     cleaned = text
     if fmt.thousands:
         cleaned = cleaned.str.replace(fmt.thousands, "", regex=False)
@@ -278,9 +301,9 @@ def _numbers_despite_junk(series: pd.Series, fmt: _CsvFormat, notes: list[DataNo
         cleaned = cleaned.str.replace(fmt.decimal, ".", regex=False)
     numbers = pd.to_numeric(cleaned.where(filled), errors="coerce").astype(float)
     parsed = int(numbers.notna().sum())
-    if parsed < MIN_NUMERIC_CELLS or parsed < NUMERIC_SHARE * filled.sum():
-        return series
     junk = filled & numbers.isna()
+    if not parsed or (junk.any() and (parsed < MIN_NUMERIC_CELLS or parsed < NUMERIC_SHARE * filled.sum())):
+        return series
     if junk.any():
         tokens = ", ".join(repr(t) for t in text[junk].unique()[:3])
         notes.append(DataNote(
