@@ -7,14 +7,17 @@ the request path and only then swapped in. If it fails to load, the old version 
 and ``/health`` says why. Every answered row goes to the prediction log, where ``/feedback``
 attaches the true labels once they are known.
 
-Input mistakes (a missing or unknown column, text in a numeric column, an empty batch) are
-HTTP 422 with ``{"detail": {"problem": ..., "fix": ...}}``, never a 500.
+Input mistakes (a missing or unknown column, text in a numeric column, an empty batch, an
+infinite or NaN number) are HTTP 422 with ``{"detail": {"problem": ..., "fix": ...}}``, never a 500.
+What reading an uploaded CSV changed (a decimal comma, junk cells read as missing) comes back
+in the answer's ``warnings``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import secrets
 import threading
@@ -35,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from poise.contracts import Label
-from poise.errors import PoiseError
+from poise.errors import DataError, PoiseError
 from poise.registry import tracking, versions
 from poise.registry.model import ModelInputError
 from poise.registry.predictions import FeedbackError, PredictionStore, UnknownRequestError, default_path
@@ -83,6 +86,7 @@ class PredictResponse(BaseModel):
     version: str
     request_id: str | None = Field(description="Quote it (with the row number) in /feedback; null if logging failed.")
     predictions: list[Prediction]
+    warnings: list[str] = Field(default_factory=list, description="What reading the uploaded CSV changed.")
 
 
 class FeedbackRequest(BaseModel):
@@ -313,6 +317,7 @@ def create_app(model_name: str | None = None, settings: Settings | None = None, 
     def predict(body: PredictRequest, allow_extra: bool = Query(False, description=_ALLOW_EXTRA)) -> JSONResponse:
         """Score one record or a batch of records (JSON)."""
         serving, rows = holder.current, body.rows()
+        _check_every_number_finite(rows)
         frame = pd.DataFrame.from_records(rows)
         _check_every_record_complete(rows, frame.columns, serving.loaded.card.features)
         return _answer(app, serving, frame, allow_extra)
@@ -322,8 +327,8 @@ def create_app(model_name: str | None = None, settings: Settings | None = None, 
                           allow_extra: bool = Query(False, description=_ALLOW_EXTRA)) -> JSONResponse:
         """Score a CSV batch: a multipart upload (field ``file``) or the CSV itself as the body (``text/csv``)."""
         body = await _read_body(request)  # parsing runs off the event loop: a big upload blocks no one else
-        frame = await run_in_threadpool(_read_csv, body, request.headers.get("content-type", ""))
-        return await run_in_threadpool(_answer, app, holder.current, frame, allow_extra)
+        frame, warnings = await run_in_threadpool(_read_csv, body, request.headers.get("content-type", ""))
+        return await run_in_threadpool(_answer, app, holder.current, frame, allow_extra, warnings)
 
     @guarded.post("/feedback", tags=["feedback"])
     def feedback(body: FeedbackRequest) -> dict[str, Any]:
@@ -366,7 +371,8 @@ _CSV_BODY: dict[str, Any] = {
 }
 
 
-def _answer(app: FastAPI, serving: Serving, frame: pd.DataFrame, allow_extra: bool) -> JSONResponse:
+def _answer(app: FastAPI, serving: Serving, frame: pd.DataFrame, allow_extra: bool,
+            warnings: list[str] | None = None) -> JSONResponse:
     """Predict with one version, log the rows, answer; the version in the body is the one that predicted."""
     try:
         scored = serving.loaded.predict(frame, allow_extra=allow_extra)
@@ -383,8 +389,20 @@ def _answer(app: FastAPI, serving: Serving, frame: pd.DataFrame, allow_extra: bo
     body = {
         "model": serving.loaded.name, "version": serving.version, "request_id": request_id,
         "predictions": [{"proba": p, "pred": y} for p, y in zip(proba, pred, strict=True)],
+        "warnings": warnings or [],
     }
     return JSONResponse(body, headers={"X-Model-Version": serving.version})
+
+
+def _check_every_number_finite(rows: list[dict[str, Scalar]]) -> None:
+    """JSON ``Infinity`` and ``NaN`` are numbers no model can use; null is how a missing value is sent."""
+    for i, row in enumerate(rows):
+        for column, value in row.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise HTTPException(422, detail={
+                    "problem": f"record {i} field {column!r} is {value!r}, not a finite number",
+                    "fix": f"send a finite number for {column!r}, or null where it is not known",
+                })
 
 
 def _check_every_record_complete(rows: list[dict[str, Scalar]], columns: pd.Index, features: list[str]) -> None:
@@ -417,23 +435,26 @@ def _too_large() -> HTTPException:
                                       "fix": "split the batch into smaller files"})
 
 
-def _read_csv(body: bytes, content_type: str) -> pd.DataFrame:
-    """The uploaded table: the ``file`` part of a multipart form, or the body itself."""
+def _read_csv(body: bytes, content_type: str) -> tuple[pd.DataFrame, list[str]]:
+    """The uploaded table (the ``file`` part of a multipart form, or the body itself) and what reading it changed."""
     if content_type.lower().startswith("multipart/form-data"):
         body = _file_part(body, content_type)
-    from poise.tools.data import read_csv_bytes
+    from poise.tools.data import read_csv_bytes, reading_notes
 
     if not body.strip():
         raise HTTPException(422, detail={"problem": "the CSV is empty", "fix": "upload a header row and some rows"})
     try:
         frame = read_csv_bytes(body)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise HTTPException(422, detail={"problem": f"could not read the CSV: {exc}",
-                                         "fix": "upload a well-formed CSV with a header row"}) from None
+    except DataError as exc:
+        raise HTTPException(422, detail=_problem(exc)) from None
     if frame.empty:
         raise HTTPException(422, detail={"problem": "the CSV has a header but no rows", "fix": "add rows to score"})
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    infinite = [note for note in reading_notes(frame) if note.kind == "infinite"]
+    if infinite:  # a file read for training may treat them as missing; a request is answered as sent
+        columns = ", ".join(map(repr, infinite[0].columns))
+        raise HTTPException(422, detail={"problem": f"the CSV holds infinite values (inf, -inf) in {columns}",
+                                         "fix": f"send finite numbers in {columns}, or leave unknown cells empty"})
+    return frame, [str(note) for note in reading_notes(frame)]
 
 
 def _file_part(body: bytes, content_type: str) -> bytes:

@@ -11,10 +11,11 @@ before it can reach an action.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Metric = Literal[
     "average_precision",
@@ -33,6 +34,29 @@ METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
 Label = bool | int | float | str
 
 MAX_BUDGET_SECONDS = 7 * 24 * 3600
+
+#: Registered model names: what MLflow accepts and what is safe as a folder name and in a URL.
+MODEL_NAME_RULE = (
+    "a model name is 1 to 100 letters, digits, '-', '_' or '.', and does not start with '.' or '-'"
+)
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+_MODEL_NAME_CHAR = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def model_name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a registered model name (naming the bad character), or None."""
+    if _MODEL_NAME.fullmatch(name):
+        return None
+    bad = _MODEL_NAME_CHAR.search(name)
+    if not name:
+        what = "is empty"
+    elif bad:
+        what = f"has {bad.group()!r} at position {bad.start() + 1}"
+    elif len(name) > 100:
+        what = f"is {len(name)} characters long"
+    else:
+        what = f"starts with {name[0]!r}"
+    return f"model name {name!r} {what}; {MODEL_NAME_RULE}"
 
 
 class _Contract(BaseModel):
@@ -57,6 +81,14 @@ class TaskSpec(_Contract):
         default=None, max_length=256, description="Registered model name; derived from the data file when empty."
     )
     description: str | None = Field(default=None, max_length=4000, description="The task in the user's words.")
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name_is_safe(cls, name: str | None) -> str | None:
+        problem = None if name is None else model_name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
 
     @model_validator(mode="after")
     def _metric_parameters_present(self) -> TaskSpec:
@@ -136,6 +168,9 @@ class DataProfile(_Contract):
     n_missing_target: int = Field(default=0, ge=0)
     fingerprint: str = Field(description="sha256 of the table's content, for lineage.")
     columns: list[ColumnProfile]
+    notes: list[str] = Field(
+        default_factory=list, description="What poise changed in reading the data (decimal commas, junk, inf ...)."
+    )
 
     @property
     def n_minority(self) -> int:

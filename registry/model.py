@@ -74,6 +74,13 @@ class ModelCard(BaseModel):
                     f"column {name!r} must be numeric, but row {int(bad.idxmax())} holds {example!r}",
                     f"fix or blank the non-numeric values in {name!r}",
                 )
+            infinite = values.abs() == float("inf")
+            if infinite.any():
+                raise ModelInputError(
+                    f"column {name!r} holds an infinite value in row {int(infinite.idxmax())} "
+                    f"({int(infinite.sum())} row(s) in all)",
+                    f"send a finite number, or leave the cell empty (null) where {name!r} is not known",
+                )
             out[name] = values.astype(float)
         return out
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from poise.errors import ModelNotFoundError
+from poise.contracts import model_name_problem
+from poise.errors import ModelNotFoundError, PoiseError
 from poise.registry import pyfunc_entry
 from poise.registry.model import ModelCard, PoiseModel, save_artifacts
 from poise.registry.tracking import SearchRun
@@ -99,7 +100,7 @@ def promote(model_name: str, version: str | int) -> str | None:
 
     client = mlflow.MlflowClient()
     version = str(version)
-    _version_or_error(client, model_name, version)
+    _version_or_error(client, check_name(model_name), version)
     current = alias_version(model_name, CHAMPION)
     if current == version:
         return current
@@ -155,10 +156,7 @@ def resolve(ref: str) -> tuple[str, str]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    match = _REF.match(ref.strip())
-    if not match:
-        raise ModelNotFoundError(f"{ref!r} is not a model reference", "use NAME, NAME@ALIAS or NAME:VERSION")
-    name, alias, version = match["name"], match["alias"], match["version"]
+    name, alias, version = parse_ref(ref)
     client = mlflow.MlflowClient()
     try:
         client.get_registered_model(name)
@@ -185,6 +183,22 @@ def resolve(ref: str) -> tuple[str, str]:
         versions = client.search_model_versions(f"name='{name}'")
         found = str(max(int(v.version) for v in versions))
     return name, found
+
+
+def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """``NAME``, ``NAME@alias`` or ``NAME:version`` → (name, alias, version), the name checked; no registry call."""
+    match = _REF.match(ref.strip())
+    if not match:
+        raise ModelNotFoundError(f"{ref!r} is not a model reference", "use NAME, NAME@ALIAS or NAME:VERSION")
+    return check_name(match["name"]), match["alias"], match["version"]
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can be a registered model's name, else an error naming the bad character and the rule."""
+    problem = model_name_problem(name)
+    if problem:
+        raise PoiseError(problem, "see `poise models` for the registered names")
+    return name
 
 
 def _version_or_error(client: Any, name: str, version: str) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -114,3 +115,73 @@ def test_nothing_is_written_into_the_working_directory_or_home(tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stderr
     assert list(work.iterdir()) == [] and list(home.iterdir()) == []
+
+
+# --- odd data and odd names ---------------------------------------------------------------------------------------
+
+
+def _in_process(*args: str):
+    from typer.testing import CliRunner
+
+    from poise.cli.main import app
+
+    return CliRunner().invoke(app, list(map(str, args)))
+
+
+def test_predict_refuses_to_overwrite_its_input(tmp_path):
+    source = tmp_path / "rows.csv"
+    source.write_text("a,b\n1,2\n")
+    (tmp_path / "link.csv").symlink_to(source)
+    for out, data_arg in ((source, source), (tmp_path / "link.csv", source), (source, tmp_path / "link.csv")):
+        done = _in_process("predict", data_arg, "--model", "any", "--out", out)
+        assert done.exit_code == 2, done.output
+        assert "would replace your data" in done.output and "--force" in done.output
+        assert source.read_text() == "a,b\n1,2\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", AI4I, "--target", "target", "--name", "a/b"],
+        ["predict", AI4I, "--model", "a/b@champion", "--out", "scored.csv"],
+        ["promote", "a/b", "1"],
+        ["rollback", "a/b"],
+    ],
+    ids=["train", "predict", "promote", "rollback"],
+)
+def test_bad_model_names_fail_before_any_work(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    done = _in_process(*args)
+    assert done.exit_code == 2, done.output
+    assert "'/'" in done.output and "letters, digits" in done.output
+    assert time.monotonic() - started < 60  # refused up front, not after a search (generous: a busy machine)
+    assert not (tmp_path / "scored.csv").exists()
+
+
+@pytest.mark.slow
+def test_predict_reads_odd_cells_says_so_and_may_overwrite_with_force(trained_ai4i, tmp_path):
+    frame = pd.read_csv(AI4I)
+    frame["torque_nm"] = frame["torque_nm"].map(lambda v: str(v).replace(".", ","))  # as the export writes it
+    frame.loc[3, "torque_nm"], frame.loc[8, "torque_nm"] = "error", "inf"
+    source = tmp_path / "odd.csv"
+    frame.to_csv(source, index=False, sep=";", decimal=",")
+    done = poise("predict", source, "--model", "ai4i-e2e", "--out", source, "--force")
+    assert "decimal comma" in done.stderr and "'torque_nm'" in done.stderr and "'error'" in done.stderr
+    assert "infinite values" in done.stderr and done.stdout == ""
+    scored = pd.read_csv(source)  # replaced, whole, by the scores
+    assert list(scored.columns) == ["proba", "pred"] and len(scored) == len(frame)
+
+
+@pytest.mark.slow
+def test_train_reads_a_european_export_and_says_how(tmp_path):
+    pima = pd.read_csv(DATA / "pima_diabetes.csv")
+    source = tmp_path / "pima-eu.csv"
+    bmi = pima["bmi"].map(lambda v: str(v).replace(".", ","))  # as a European export writes it
+    pima.assign(bmi=bmi.where(pima.index != 5, "?")).to_csv(source, index=False, sep=";", decimal=",")
+    done = poise("train", source, "--target", "target", "--budget", "8", "--name", "pima-eu", "--json",
+                 "--no-promote")
+    summary = json.loads(done.stdout)
+    assert any("decimal comma" in w for w in summary["warnings"])
+    assert any("'bmi'" in w and "'?'" in w for w in summary["warnings"])
+    assert "note:" in done.stderr

@@ -6,6 +6,7 @@ on v1 first (``on_v1``), so the tests do not depend on their order.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -127,6 +128,31 @@ def test_other_malformed_requests_are_422(client, on_v1):
     assert response.status_code == 422 and "'bmi'" in response.json()["detail"]["problem"]
     for empty in ("", ",".join(on_v1.columns) + "\n"):
         assert client.post("/predict/csv", content=empty, headers={"Content-Type": "text/csv"}).status_code == 422
+
+
+def test_infinite_and_nan_numbers_are_422_naming_the_field(client, on_v1):
+    row = records(on_v1, 1)[0]
+    for value, shown in ((float("inf"), "inf"), (float("-inf"), "-inf"), (float("nan"), "nan")):
+        response = client.post("/predict", content=json.dumps({"records": [row, {**row, "bmi": value}]}),
+                               headers={"Content-Type": "application/json"})  # JSON Infinity / NaN literals
+        assert response.status_code == 422, response.text
+        assert f"record 1 field 'bmi' is {shown}" in response.json()["detail"]["problem"]
+    text = on_v1.head(3).assign(bmi=["30.1", "inf", "-inf"]).to_csv(index=False)
+    response = client.post("/predict/csv", content=text, headers={"Content-Type": "text/csv"})
+    assert response.status_code == 422, response.text
+    assert "infinite values" in response.json()["detail"]["problem"] and "'bmi'" in response.json()["detail"]["problem"]
+
+
+def test_an_uploaded_european_csv_scores_as_its_numbers_and_says_how_it_was_read(client, on_v1):
+    rows = on_v1.head(30).astype(float)
+    plain = client.post("/predict/csv", content=rows.to_csv(index=False), headers={"Content-Type": "text/csv"})
+    assert plain.status_code == 200 and plain.json()["warnings"] == []
+    european = rows.to_csv(index=False, sep=";", decimal=",")
+    upload = client.post("/predict/csv", files={"file": ("rows.csv", european.encode("cp1252"), "text/csv")})
+    assert upload.status_code == 200, upload.text
+    assert upload.json()["predictions"] == plain.json()["predictions"]
+    assert upload.json()["warnings"] == ["numbers use a decimal comma, and were read so"]
+    assert client.post("/predict", json={"record": records(on_v1, 1)[0]}).json()["warnings"] == []
 
 
 # --- status -----------------------------------------------------------------------------------------------------

@@ -51,3 +51,9 @@ def print_json(payload: Any) -> None:
     if isinstance(payload, BaseModel):
         payload = payload.model_dump(mode="json")
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def print_notes(notes: Any) -> None:
+    """What poise changed in reading the data, on stderr (stdout stays the result's)."""
+    for note in notes:
+        console.print(f"[bold yellow]note:[/] {note}", highlight=False)

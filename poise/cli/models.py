@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from poise.cli.common import console, print_json, stdout, user_errors
+from poise.cli.common import console, print_json, print_notes, stdout, user_errors
 
 HEADLINE = {"average_precision": "AP", "mcc": "MCC", "roc_auc": "ROC-AUC"}
 
@@ -26,13 +26,21 @@ def predict_command(
     model: str = typer.Option(..., "--model", help="NAME (its @champion, else newest), NAME@ALIAS or NAME:VERSION."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the CSV of proba and pred."),
     allow_extra: bool = typer.Option(False, "--allow-extra", help="Ignore columns the model does not know."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out even when it is the input file."),
 ) -> None:
     """Write one row per input row: proba (positive class) and pred (label in the target's own values)."""
     from poise.registry import tracking, versions
     from poise.settings import get_settings
-    from poise.tools.data import load_table
+    from poise.tools.data import load_table, reading_notes
 
+    versions.parse_ref(model)  # a malformed model reference fails before the table is read
+    if not force and _same_file(data, out):
+        from poise.errors import PoiseError
+
+        raise PoiseError(f"--out {out} is the input file {data}: writing there would replace your data "
+                         "with proba and pred", "write elsewhere (--out predictions.csv), or pass --force")
     frame = load_table(data)
+    print_notes(reading_notes(frame))
     tracking.connect(get_settings())
     loaded = versions.load(model)
     scored = loaded.predict(frame, allow_extra=allow_extra)
@@ -45,17 +53,39 @@ def predict_command(
     )
 
 
+def _same_file(data: Path, out: Path) -> bool:
+    """Whether writing ``out`` would replace ``data``: the same path, through a symlink or a hard link."""
+    data, out = data.expanduser(), out.expanduser()
+    if data.resolve() == out.resolve():
+        return True
+    try:
+        return out.exists() and os.path.samefile(data, out)
+    except OSError:
+        return False
+
+
 def _write_atomically(frame, path: Path) -> None:  # noqa: ANN001
-    """Write next to the destination and rename, so a failure never leaves a half-written file."""
+    """Write next to the destination and rename, so a failure never leaves a half-written file.
+
+    A symlinked destination keeps its link: the file it points to is the one replaced.
+    """
+    path = path.expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
         frame.to_csv(tmp, index=False)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())  # not mkstemp's 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @user_errors
@@ -101,6 +131,7 @@ def promote_command(
     from poise.registry import tracking, versions
     from poise.settings import get_settings
 
+    versions.check_name(name)
     tracking.connect(get_settings())
     previous = versions.promote(name, version)
     note = f" (was v{previous}, now @previous)" if previous and previous != str(version) else ""

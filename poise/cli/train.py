@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from poise.cli.common import console, print_json, stdout, user_errors
+from poise.cli.common import console, print_json, print_notes, stdout, user_errors
 
 METRIC_HELP = (
     "What to maximise: average_precision, roc_auc, mcc, balanced_accuracy, f1, f_beta, g_mean, "
@@ -51,6 +51,7 @@ def train_command(
     else:
         with _SearchProgress(budget) as progress:
             outcome = train(task, promote_if_passed=promote, on_stage=progress.stage, on_trial=progress.trial)
+    print_notes(outcome.profile.notes)  # stderr: with --json they are also in the summary, as "warnings"
     if as_json:
         print_json(_summary(outcome))
     else:
@@ -91,6 +92,7 @@ def _summary(outcome: Any) -> dict[str, Any]:
         "search_seconds": round(c.search_seconds, 2),
         "budget_seconds": outcome.plan.budget_seconds,
         "plan": outcome.plan.model_dump(mode="json"),
+        "warnings": outcome.profile.notes,
     }
 
 
