@@ -69,3 +69,74 @@ def test_a_holdout_with_too_few_positives_is_never_passed():
     enough = planning.check_gates(gates, "average_precision", holdout(),
                                   holdout_positives=planning.MIN_HOLDOUT_POSITIVES)
     assert enough.passed and not enough.warnings
+
+
+# ---------------------------------------------------------------------- end to end, as a person runs it
+def _table(path, n: int, positives: int | float, shift: float, seed: int = 0):  # noqa: ANN001, ANN202
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, int)
+    y[rng.choice(n, positives if isinstance(positives, int) else int(positives * n), replace=False)] = 1
+    X = rng.normal(size=(n, 3))
+    X[y == 1, 0] += shift
+    pd.DataFrame(X, columns=["a", "b", "c"]).assign(target=y).to_csv(path, index=False)
+    return path
+
+
+def _train(*args: str) -> str:
+    from typer.testing import CliRunner
+
+    from poise.cli.main import app
+
+    done = CliRunner().invoke(app, ["train", *map(str, args)])
+    assert done.exit_code == 0, done.output
+    return done.stdout
+
+
+def _aliases(name: str) -> tuple[str | None, str | None]:
+    from poise.registry import tracking, versions
+    from poise.settings import get_settings
+
+    tracking.connect(get_settings())
+    return versions.alias_version(name, "champion"), versions.alias_version(name, "challenger")
+
+
+@pytest.mark.slow
+def test_a_precision_floor_missed_on_the_holdout_fails_the_gate_and_is_not_promoted(tmp_path):
+    import json
+
+    data = _table(tmp_path / "weak.csv", 1500, 0.08, shift=0.6)
+    summary = json.loads(_train(data, "--target", "target", "--min-precision", "0.9", "--budget", "5",
+                                "--name", "gates-weak", "--json"))
+    holdout, gate = summary["holdout"], summary["gate"]
+    assert holdout["precision"] < 0.9 and "recall" in holdout  # at the deployed threshold
+    assert not gate["passed"] and not summary["promoted"]
+    floor = next(r for r in gate["reasons"] if r.startswith("precision "))
+    assert "< floor 0.9000" in floor and "95% CI" in floor and "out-of-fold" in floor
+    assert set(gate["intervals"]) >= {"precision", "average_precision"}
+    assert _aliases("gates-weak") == (None, summary["version"])
+
+
+@pytest.mark.slow
+def test_a_recall_floor_is_a_gate_whatever_the_metric(tmp_path):
+    import json
+
+    data = _table(tmp_path / "clear.csv", 1200, 0.15, shift=2.5)
+    summary = json.loads(_train(data, "--target", "target", "--metric", "roc_auc", "--min-recall", "0.9",
+                                "--budget", "5", "--name", "gates-recall", "--json"))
+    gate, recall = summary["gate"], summary["holdout"]["recall"]
+    assert summary["plan"]["gates"]["min_holdout"]["recall"] == 0.9
+    assert summary["cv"]["recall"] >= 0.9  # the threshold was chosen to keep the floor
+    reason = next(r for r in gate["reasons"] if r.startswith("recall "))
+    assert ("≥ floor 0.9000" in reason) == (recall >= 0.9)
+    low, high = gate["intervals"]["recall"]
+    assert low <= recall <= high
+    assert gate["passed"] == (recall >= 0.9 and summary["holdout"]["average_precision"] >= 0.3)
+
+
+@pytest.mark.slow
+def test_three_positive_rows_end_as_challenger_with_a_plain_warning(tmp_path):
+    data = _table(tmp_path / "three.csv", 2000, 3, shift=2.0)
+    output = _train(data, "--target", "target", "--budget", "5", "--name", "gates-three")
+    assert "warning: too little evidence: the holdout holds 1 positive row(s)" in output
+    assert "gates not passed" in output and "poise promote gates-three 1" in output
+    assert _aliases("gates-three") == (None, "1")
