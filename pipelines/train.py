@@ -274,6 +274,18 @@ def reference_rows(split: Split, result: Any, features: list[str], most: int = 5
     return pd.concat(parts, ignore_index=True)
 
 
+def floor_intervals(plan: Plan, task_spec: TaskSpec, candidate: Candidate, split: Split,
+                    result: Any) -> dict[str, tuple[float, float]]:
+    """The 95 % stratified-bootstrap interval, on the holdout at the deployed threshold, of each floored quantity."""
+    from poise.tools import metrics, planning
+
+    params = task_spec.metric_params()
+    proba = result.pipeline.predict_proba(split.holdout.features[candidate.features])[:, 1]
+    return {name: metrics.bootstrap_interval(name, split.holdout.y, proba, candidate.threshold, params,
+                                             seed=task_spec.seed)[1:]
+            for name in planning.gate_floors(plan.gates, params)}
+
+
 @task(name="compare with the champion", cache_policy=NO_CACHE)
 def compare_with_champion(plan: Plan, task_spec: TaskSpec, candidate: Candidate, split: Split,
                           result: Any = None) -> GateReport:
@@ -284,13 +296,7 @@ def compare_with_champion(plan: Plan, task_spec: TaskSpec, candidate: Candidate,
 
     runtime.stage("checking the gates")
     params = task_spec.metric_params()
-    intervals = {}
-    if result is not None:
-        proba = result.pipeline.predict_proba(split.holdout.features[candidate.features])[:, 1]
-        for name in planning.gate_floors(plan.gates, params):
-            _, low, high = metrics.bootstrap_interval(name, split.holdout.y, proba, candidate.threshold, params,
-                                                      seed=task_spec.seed)
-            intervals[name] = (low, high)
+    intervals = {} if result is None else floor_intervals(plan, task_spec, candidate, split, result)
     evidence = {"params": params, "intervals": intervals, "out_of_fold": candidate.cv_metrics,
                 "holdout_positives": int(split.holdout.y.sum())}
     champion_version = versions.alias_version(candidate.model_name, versions.CHAMPION)
