@@ -224,33 +224,30 @@ class _Nodes(NodeBase):
             self._log_audit(state)
         return {"status": status}
 
-def training_part(task: TaskSpec):  # noqa: ANN201 - (table, LabelledTable)
-    """The whole table and its training part: the same split training will make, holdout left aside."""
-    from poise.tools import data
+def training_part(task: TaskSpec, holdout_fraction: float | None = None):  # noqa: ANN201 - Split
+    """The table and its training part, split as training will split it (``poise.pipelines.train.honest_split``):
+    at the plan's ``holdout_fraction`` once there is a plan, at the Plan default before."""
+    from poise.pipelines.train import DEFAULT_HOLDOUT_FRACTION, honest_split
 
-    frame = data.load_table(task.data)
-    table = data.prepare_target(frame, task.target, task.positive_label)
-    train_part, _ = data.split_holdout(table, 0.2)
-    return frame, train_part
+    return honest_split(task, DEFAULT_HOLDOUT_FRACTION if holdout_fraction is None else holdout_fraction)
 
 
 def training_profile(task: TaskSpec) -> DataProfile:
-    """The profile of the training part only."""
-    from poise.tools import data
+    """The profile of the training part only (no plan yet: the default holdout fraction)."""
+    from poise.pipelines.train import training_profile as profile_of
 
-    frame, part = training_part(task)
-    target = data.resolve_column(frame, task.target, "target column")
-    return data.profile_table(part, source=task.data, target=target, data_fingerprint=data.fingerprint(frame))
+    return profile_of(task, training_part(task))
 
 
 def judge_derived_features(plan: Plan, task: TaskSpec, profile: DataProfile) -> Plan:
-    """Keep only the derived features that cross-validation on the training part shows to help."""
-    from poise.tools.planning import judge_derived
+    """Keep only the derived features that cross-validation on the plan's own training part shows to help,
+    judged within a share of the plan's budget and charged to it."""
+    from poise.tools.planning import judge_derived_within_budget
 
     if not plan.derived:
         return plan
-    _, part = training_part(task)
-    return judge_derived(plan, profile, part.features, part.y, task.seed, max(20.0, 0.25 * task.budget_seconds))
+    part = training_part(task, plan.holdout_fraction).train
+    return judge_derived_within_budget(plan, profile, part.features, part.y, task.seed)
 
 
 # ---------------------------------------------------------------------- running

@@ -53,10 +53,11 @@ def recent_parts(recent: str | Path, champion: Champion, eval_fraction: float) -
 
 def judging_metric(task_spec: TaskSpec, action: str) -> str:
     """What a challenger is judged on: the task's metric, but a threshold-sensitive one for a re-tune
-    (a new threshold cannot change a ranking metric such as average precision)."""
-    from poise.tools.metrics import DECISION_METRICS, DEFAULT_DECISION_METRIC
+    (a new threshold cannot change a ranking metric such as average precision; a constrained metric is
+    scored at the threshold, so it stays)."""
+    from poise.tools.metrics import DEFAULT_DECISION_METRIC, RANKING_METRICS
 
-    if action == "retune_threshold" and task_spec.metric not in DECISION_METRICS:
+    if action == "retune_threshold" and task_spec.metric in RANKING_METRICS:
         return DEFAULT_DECISION_METRIC
     return task_spec.metric
 
@@ -176,19 +177,30 @@ def judge(model: str, version: str, recent: str, eval_fraction: float, metric: s
     reasons = [f"on {len(judge_rows.y)} recent labelled rows neither model saw: {metric} {ours:.4f} vs champion "
                f"v{champion.version} {theirs:.4f}, difference {difference:+.4f} (95% CI {low:+.4f} to {high:+.4f})"
                + ("" if better else "; not better by more than noise")]
+    passed, floor_reasons, intervals = holdout_floors(model, champion, challenger, params)
+    return GateReport(passed=bool(better and passed), reasons=[*reasons, *floor_reasons], metric=metric,
+                      candidate_score=ours, champion_version=champion.version, champion_score=theirs,
+                      difference_ci=(low, high), intervals=intervals)
+
+
+def holdout_floors(model: str, champion: Champion, challenger: Any,
+                   params: dict[str, float]) -> tuple[bool, list[str], dict[str, tuple[float, float]]]:
+    """The challenger on the champion's original holdout, at its own threshold, against the champion's
+    plan's floors and the task's (the same check training gates with: ``planning.check_floors``)."""
+    from poise.registry import versions
+    from poise.tools import metrics, planning
+
     reference = versions.reference(model, champion.version)
     holdout = reference[reference[versions.PART] == "holdout"]
-    on_holdout = metrics.all_metrics(
-        holdout[versions.LABEL].to_numpy(int),
-        challenger.predict(holdout[challenger.card.features], allow_extra=True)["proba"].to_numpy(),
-        challenger.card.threshold, params)
-    floors_held = True
-    for name, floor in champion.plan.gates.min_holdout.items():
-        ok = on_holdout[name] >= floor
-        floors_held &= ok
-        reasons.append(f"original holdout {name} {on_holdout[name]:.4f} {'≥' if ok else '<'} floor {floor:.4f}")
-    return GateReport(passed=bool(better and floors_held), reasons=reasons, metric=metric, candidate_score=ours,
-                      champion_version=champion.version, champion_score=theirs, difference_ci=(low, high))
+    y = holdout[versions.LABEL].to_numpy(int)
+    proba = challenger.predict(holdout[challenger.card.features], allow_extra=True)["proba"].to_numpy()
+    floors = planning.gate_floors(champion.plan.gates, params)
+    threshold, seed = challenger.card.threshold, champion.task.seed
+    intervals = {name: metrics.bootstrap_interval(name, y, proba, threshold, params, seed=seed)[1:]
+                 for name in floors}
+    passed, reasons = planning.check_floors(floors, metrics.all_metrics(y, proba, threshold, params), intervals,
+                                            where="original holdout ")
+    return passed, reasons, intervals
 
 
 def _challenge_name() -> str:

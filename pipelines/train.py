@@ -50,6 +50,33 @@ class Split:
     holdout: Any  # LabelledTable
 
 
+#: The holdout share before a plan exists (the Plan's own default).
+DEFAULT_HOLDOUT_FRACTION: float = Plan.model_fields["holdout_fraction"].default
+
+
+def honest_split(task_spec: TaskSpec, holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION) -> Split:
+    """Load the table, read its target and set the holdout aside: the one place that split is made.
+
+    The training flow and the agents (profiling, judging derived features) all call this, with the
+    plan's own ``holdout_fraction`` once a plan exists, so nothing ever looks at rows training holds out.
+    """
+    from poise.tools import data
+
+    frame = data.load_table(task_spec.data)
+    table = data.prepare_target(frame, task_spec.target, task_spec.positive_label)
+    train_part, holdout = data.split_holdout(table, holdout_fraction)
+    target = data.resolve_column(frame, task_spec.target, "target column")
+    return Split(frame, target, table.positive_label, table.negative_label, train_part, holdout)
+
+
+def training_profile(task_spec: TaskSpec, split: Split) -> DataProfile:
+    """The profile of the training part only (the holdout never shapes the plan)."""
+    from poise.tools import data
+
+    return data.profile_table(split.train, source=task_spec.data, target=split.target,
+                              data_fingerprint=data.fingerprint(split.frame))
+
+
 def default_model_name(data: str) -> str:
     """A registry name from the data file: ``data/ai4i 2020.csv.gz`` → ``ai4i-2020``."""
     stem = Path(data).name.split(".")[0]
@@ -130,23 +157,14 @@ def _train_on_worker(deployment: str, task_spec: TaskSpec, plan: Plan | None) ->
 @task(name="load data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
       retry_condition_fn=runtime.retry_if_transient)
 def load_data(task_spec: TaskSpec, holdout_fraction: float) -> Split:
-    from poise.tools import data
-
     runtime.stage("loading data")
-    frame = data.load_table(task_spec.data)
-    table = data.prepare_target(frame, task_spec.target, task_spec.positive_label)
-    train_part, holdout = data.split_holdout(table, holdout_fraction)
-    target = data.resolve_column(frame, task_spec.target, "target column")
-    return Split(frame, target, table.positive_label, table.negative_label, train_part, holdout)
+    return honest_split(task_spec, holdout_fraction)
 
 
 @task(name="profile the training part", cache_policy=NO_CACHE)
 def profile_training_part(task_spec: TaskSpec, split: Split) -> DataProfile:
-    from poise.tools import data
-
     runtime.stage("profiling the training part")
-    return data.profile_table(split.train, source=task_spec.data, target=split.target,
-                              data_fingerprint=data.fingerprint(split.frame))
+    return training_profile(task_spec, split)
 
 
 @task(name="plan from the data", cache_policy=NO_CACHE)
@@ -256,13 +274,31 @@ def reference_rows(split: Split, result: Any, features: list[str], most: int = 5
     return pd.concat(parts, ignore_index=True)
 
 
+def floor_intervals(plan: Plan, task_spec: TaskSpec, candidate: Candidate, split: Split,
+                    result: Any) -> dict[str, tuple[float, float]]:
+    """The 95 % stratified-bootstrap interval, on the holdout at the deployed threshold, of each floored quantity."""
+    from poise.tools import metrics, planning
+
+    params = task_spec.metric_params()
+    proba = result.pipeline.predict_proba(split.holdout.features[candidate.features])[:, 1]
+    return {name: metrics.bootstrap_interval(name, split.holdout.y, proba, candidate.threshold, params,
+                                             seed=task_spec.seed)[1:]
+            for name in planning.gate_floors(plan.gates, params)}
+
+
 @task(name="compare with the champion", cache_policy=NO_CACHE)
-def compare_with_champion(plan: Plan, task_spec: TaskSpec, candidate: Candidate, split: Split) -> GateReport:
-    """The plan's gates, with the champion scored on this same holdout."""
+def compare_with_champion(plan: Plan, task_spec: TaskSpec, candidate: Candidate, split: Split,
+                          result: Any = None) -> GateReport:
+    """The plan's gates and the task's floors, at the deployed threshold, with the champion scored on this
+    same holdout; each floored quantity with its bootstrap interval (from ``result``, the refitted winner)."""
     from poise.registry import versions
     from poise.tools import metrics, planning
 
     runtime.stage("checking the gates")
+    params = task_spec.metric_params()
+    intervals = {} if result is None else floor_intervals(plan, task_spec, candidate, split, result)
+    evidence = {"params": params, "intervals": intervals, "out_of_fold": candidate.cv_metrics,
+                "holdout_positives": int(split.holdout.y.sum())}
     champion_version = versions.alias_version(candidate.model_name, versions.CHAMPION)
     champion_metrics = None
     if champion_version is not None and plan.gates.must_beat_champion:
@@ -270,17 +306,14 @@ def compare_with_champion(plan: Plan, task_spec: TaskSpec, candidate: Candidate,
         try:
             scored = champion.predict(split.holdout.features, allow_extra=True)
         except PoiseError as exc:
-            return GateReport(
-                passed=False, metric=task_spec.metric, candidate_score=candidate.holdout_metrics[task_spec.metric],
-                champion_version=champion_version,
-                reasons=[f"the champion v{champion_version} cannot score this holdout ({exc.problem}); "
-                         "train under another --name, or promote this version by hand"],
-            )
-        champion_metrics = metrics.all_metrics(
-            split.holdout.y, scored["proba"].to_numpy(), champion.card.threshold, task_spec.metric_params()
-        )
+            report = planning.check_gates(plan.gates, task_spec.metric, candidate.holdout_metrics, **evidence)
+            return report.model_copy(update={"passed": False, "champion_version": champion_version, "reasons": [
+                *report.reasons, f"the champion v{champion_version} cannot score this holdout ({exc.problem}); "
+                "train under another --name, or promote this version by hand"]})
+        champion_metrics = metrics.all_metrics(split.holdout.y, scored["proba"].to_numpy(), champion.card.threshold,
+                                               params)
     return planning.check_gates(plan.gates, task_spec.metric, candidate.holdout_metrics, champion_metrics,
-                                champion_version)
+                                champion_version, **evidence)
 
 
 # ---------------------------------------------------------------------- the flow
@@ -336,7 +369,7 @@ def train_flow(task_spec: TaskSpec, plan: Plan | None = None) -> TrainingOutcome
         result = refit_winner(exploration)
         candidate = evaluate_on_holdout(task_spec, split, result, columns, run)
         candidate.version = register_version(candidate, split, result, columns, profile, run)
-        gate = compare_with_champion(plan, task_spec, candidate, split)
+        gate = compare_with_champion(plan, task_spec, candidate, split, result)
         run.log_json("gate.json", gate)
         run.set_tags({"poise.version": candidate.version, "poise.gate": "passed" if gate.passed else "failed"})
         run.log_json("candidate.json", candidate)

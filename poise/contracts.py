@@ -214,11 +214,17 @@ class SearchSpace(_Contract):
     models: list[str] = Field(min_length=1, description="Model families to search (registry names).")
 
 
+#: Quantities at the deployed threshold a gate can set a floor on, besides the metrics.
+Floored = Literal["precision", "recall"]
+
+
 class Gates(_Contract):
     """What a candidate must show on the holdout before it may become @champion."""
 
-    min_holdout: dict[Metric, float] = Field(
-        default_factory=dict, description="Floor per metric on the holdout, e.g. {'average_precision': 0.3}."
+    min_holdout: dict[Metric | Floored, float] = Field(
+        default_factory=dict,
+        description="Floor per metric, or on precision / recall at the deployed threshold, on the holdout, "
+                    "e.g. {'average_precision': 0.3, 'precision': 0.5}.",
     )
     must_beat_champion: bool = Field(
         default=True, description="The candidate must score at least the current champion on the same holdout."
@@ -362,6 +368,14 @@ class GateReport(_Contract):
     champion_score: float | None = None
     difference_ci: tuple[float, float] | None = Field(
         default=None, description="95% paired-bootstrap interval of candidate − champion on the judging rows."
+    )
+    intervals: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="95% stratified-bootstrap interval, on the holdout at the deployed threshold, of each floored "
+                    "quantity.",
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="What a person should look at before trusting this candidate."
     )
 
 

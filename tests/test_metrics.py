@@ -46,14 +46,72 @@ def test_best_threshold_maximises_the_decision_metric(scores):
     assert value >= max(skm.f1_score(y, proba >= t) for t in grid) - 1e-12
 
 
-def test_recall_at_precision_threshold_meets_the_floor(scores):
+def test_recall_at_precision_threshold_meets_the_floor_with_confidence(scores):
     y, proba = scores
     threshold, recall = metrics.best_threshold("recall_at_precision", y, proba, {"min_precision": 0.6})
     pred = proba >= threshold
+    tp, predicted = np.sum(pred & (y == 1)), pred.sum()
     assert skm.precision_score(y, pred) >= 0.6
+    assert metrics.floor_lower_bound(tp, predicted) >= 0.6  # not merely at the floor: above it, with margin
     assert recall == pytest.approx(skm.recall_score(y, pred))
     precision, recalls, _ = skm.precision_recall_curve(y, proba)
-    assert recall == pytest.approx(recalls[precision >= 0.6].max())
+    assert recall <= recalls[precision >= 0.6].max()  # the margin costs some recall, never adds any
+    assert recall == metrics.constrained_score("recall_at_precision", y, proba, threshold, {"min_precision": 0.6})
+
+
+def test_wilson_lower_bound_matches_the_textbook_values():
+    assert metrics.floor_lower_bound(50, 100, z=1.96) == pytest.approx(0.4038, abs=1e-4)
+    assert metrics.floor_lower_bound(10, 10, z=1.0) == pytest.approx(10 / 11)
+    assert metrics.floor_lower_bound(0, 0) == 0.0
+
+
+def test_a_confident_threshold_keeps_the_floor_of_the_deployed_model_more_often():
+    """Thresholds chosen on one sample of a population, judged on the population itself (a sample large
+    enough to stand for it): a cut exactly at the floor misses it about half the time; one chosen with
+    confidence rarely does."""
+    rng = np.random.default_rng(1)
+
+    def sample(n: int):  # noqa: ANN202
+        y = (rng.random(n) < 0.05).astype(int)
+        return y, np.clip(0.2 * y + rng.beta(2, 6, size=n), 0, 1)
+
+    population = sample(400_000)
+    misses = {}
+    for z in (0.0, metrics.FLOOR_CONFIDENCE_Z):
+        missed = 0
+        for _ in range(100):
+            y, proba = sample(3000)
+            sweep, thresholds = metrics._sweep(y, proba)
+            ok = metrics.floor_lower_bound(sweep.tp, sweep.tp + sweep.fp, z) >= 0.5
+            threshold = thresholds[int(np.argmax(np.where(ok, sweep.recall, -1.0)))]
+            missed += metrics.metric_value("precision", *population, threshold) < 0.5
+        misses[z] = missed / 100
+    assert misses[0.0] > 0.4 and misses[metrics.FLOOR_CONFIDENCE_Z] < min(0.3, misses[0.0] / 2)
+
+
+def test_every_floor_bounds_the_threshold_whatever_the_metric(scores):
+    y, proba = scores
+    free, _ = metrics.best_threshold("mcc", y, proba)
+    assert metrics.metric_value("recall", y, proba, free) < 0.9
+    for metric in ("mcc", "roc_auc", "average_precision", "f1"):
+        threshold, _ = metrics.best_threshold(metric, y, proba, {"min_recall": 0.9})
+        assert metrics.metric_value("recall", y, proba, threshold) >= 0.9
+    threshold, _ = metrics.best_threshold("recall_at_precision", y, proba, {"min_precision": 0.5, "min_recall": 0.3})
+    assert metrics.metric_value("precision", y, proba, threshold) >= 0.5
+    assert metrics.metric_value("recall", y, proba, threshold) >= 0.3
+
+
+def test_a_constrained_metric_is_scored_at_the_deployed_threshold(scores):
+    """Not re-swept on the rows being judged: a threshold that misses the floor there scores 0."""
+    y, proba = scores
+    params = {"min_precision": 0.5}
+    threshold, _ = metrics.best_threshold("recall_at_precision", y, proba, params)
+    loose = threshold - 0.15  # more positives called: precision falls below the floor
+    assert metrics.metric_value("precision", y, proba, loose) < 0.5
+    assert metrics.all_metrics(y, proba, loose, params)["recall_at_precision"] == 0.0
+    assert metrics.ranking_score("recall_at_precision", y, proba, params) > 0  # the sweep would have said otherwise
+    report = metrics.all_metrics(y, proba, threshold, params)
+    assert report["recall_at_precision"] == report["recall"] and report["precision"] >= 0.5
 
 
 def test_infeasible_constraint_scores_zero():
@@ -68,3 +126,19 @@ def test_all_metrics_reports_every_name(scores):
     report = metrics.all_metrics(y, proba, 0.3, {"min_precision": 0.5, "min_recall": 0.5})
     assert set(METRICS) <= set(report) and {"precision", "recall"} <= set(report)
     assert all(np.isfinite(v) for v in report.values())
+
+
+def test_bootstrap_interval_surrounds_the_holdout_value_and_pairs_with_the_difference(scores):
+    y, proba = scores
+    value, low, high = metrics.bootstrap_interval("precision", y, proba, 0.4)
+    assert value == metrics.metric_value("precision", y, proba, 0.4)
+    assert low < value < high and high - low < 0.3
+    few = np.r_[np.flatnonzero(y == 1)[:12], np.flatnonzero(y == 0)]
+    _, few_low, few_high = metrics.bootstrap_interval("recall", y[few], proba[few], 0.4)
+    _, all_low, all_high = metrics.bootstrap_interval("recall", y, proba, 0.4)
+    assert few_high - few_low > all_high - all_low  # twelve positives say less than 160
+    other = np.clip(proba + np.random.default_rng(1).normal(0, 0.1, y.size), 0, 1)
+    paired = metrics.paired_bootstrap("f1", y, proba, 0.4, other, 0.4)
+    assert paired == metrics.bootstrap_interval("f1", y, proba, 0.4, minus=(other, 0.4))
+    assert paired[0] == pytest.approx(metrics.metric_value("f1", y, proba, 0.4)
+                                      - metrics.metric_value("f1", y, other, 0.4))

@@ -1,17 +1,20 @@
 """The metrics poise optimises and reports, and threshold moving.
 
-Two families:
+Three families:
 
-* ranking metrics, judged on the scores alone: ``average_precision`` (PR-AUC), ``roc_auc``,
-  ``recall_at_precision`` (the best recall at precision >= ``min_precision``) and
-  ``precision_at_recall`` (the best precision at recall >= ``min_recall``);
+* ranking metrics, judged on the scores alone: ``average_precision`` (PR-AUC) and ``roc_auc``;
 * decision metrics, judged on labels at a threshold: ``mcc``, ``f1``, ``f_beta``,
-  ``balanced_accuracy``, ``g_mean``.
+  ``balanced_accuracy``, ``g_mean``;
+* constrained metrics, ``recall_at_precision`` (recall, with precision >= ``min_precision``) and
+  ``precision_at_recall`` (precision, with recall >= ``min_recall``): a promise about the labels a
+  model gives, so once a threshold is set they are scored at it (``constrained_score``).
 
 ``best_threshold`` picks the threshold for a task on out-of-fold probabilities: the one that
-maximises a decision metric, meets a ranking constraint with the most of the other quantity
-(best recall at precision >= p), or, for pure ranking metrics, maximises MCC.
-All functions take the 0/1 target (1 = positive) and the positive-class probability.
+maximises a decision metric, meets a constraint with the most of the other quantity, or, for
+ranking metrics, maximises MCC; always among the thresholds where every floor the task states
+holds with confidence (``FLOOR_CONFIDENCE_Z``). ``bootstrap_interval`` and ``paired_bootstrap``
+say how sure a holdout score is. All functions take the 0/1 target (1 = positive) and the
+positive-class probability.
 """
 
 from __future__ import annotations
@@ -22,8 +25,15 @@ import numpy as np
 
 from poise.contracts import METRICS
 
-RANKING_METRICS = ("average_precision", "roc_auc", "recall_at_precision", "precision_at_recall")
+RANKING_METRICS = ("average_precision", "roc_auc")
 DECISION_METRICS = ("mcc", "f1", "f_beta", "balanced_accuracy", "g_mean")
+CONSTRAINED_METRICS = ("recall_at_precision", "precision_at_recall")
+#: The quantities a floor can be set on (``min_precision``, ``min_recall``), at a threshold.
+FLOORED = {"precision": "min_precision", "recall": "min_recall"}
+#: How sure a threshold chosen on out-of-fold rows must be that a floor holds: the one-sided
+#: Wilson lower bound at this z (1.0: about 84 % one-sided) must reach the floor. A cut exactly at
+#: the floor misses it on new rows about half the time; see ``floor_lower_bound``.
+FLOOR_CONFIDENCE_Z = 1.0
 #: The threshold-setting metric for tasks whose metric does not pick one itself.
 DEFAULT_DECISION_METRIC = "mcc"
 
@@ -97,25 +107,29 @@ def _check(y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ranking_score(name: str, y: np.ndarray, proba: np.ndarray, params: Mapping[str, float] | None = None) -> float:
-    """A threshold-free metric of how well the scores rank positives above negatives."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    """A threshold-free metric of how well the scores rank positives above negatives.
 
+    For a constrained metric this is the best any threshold could do on these rows (the best
+    recall at precision >= ``min_precision``): an optimistic sweep, fit for choosing a threshold,
+    not for reporting one; a deployed model is scored by ``constrained_score``.
+    """
     y, proba = _check(y, proba)
     params = params or {}
     if y.min() == y.max():
         return float("nan")
-    if name == "average_precision":
-        return float(average_precision_score(y, proba))
-    if name == "roc_auc":
-        return float(roc_auc_score(y, proba))
+    # from the one sweep rather than sklearn: the same values, and fast enough to bootstrap
     sweep, _ = _sweep(y, proba)
+    if name == "average_precision":  # sum over thresholds of (recall gained) × precision there
+        return float(np.sum(np.diff(sweep.recall, prepend=0.0) * sweep.precision))
+    if name == "roc_auc":  # the trapezoids under (false positive rate, true positive rate)
+        return float(np.trapezoid(np.r_[0.0, sweep.recall], np.r_[0.0, 1.0 - sweep.specificity]))
     if name == "recall_at_precision":
         ok = sweep.precision >= params.get("min_precision", 0.5)
         return float(sweep.recall[ok].max()) if ok.any() else 0.0
     if name == "precision_at_recall":
         ok = sweep.recall >= params.get("min_recall", 0.5)
         return float(sweep.precision[ok].max()) if ok.any() else 0.0
-    raise ValueError(f"unknown ranking metric {name!r}; known: {', '.join(RANKING_METRICS)}")
+    raise ValueError(f"unknown ranking metric {name!r}; known: {', '.join(RANKING_METRICS + CONSTRAINED_METRICS)}")
 
 
 def decision_score(name: str, y: np.ndarray, proba: np.ndarray, threshold: float, beta: float = 1.0) -> float:
@@ -124,34 +138,95 @@ def decision_score(name: str, y: np.ndarray, proba: np.ndarray, threshold: float
     return float(_Confusion.at(y, proba, threshold).decision(name, beta)[0])
 
 
+def constrained_score(
+    name: str, y: np.ndarray, proba: np.ndarray, threshold: float, params: Mapping[str, float] | None = None
+) -> float:
+    """A constrained metric of the model as deployed: its labels ``proba >= threshold``.
+
+    ``recall_at_precision`` is the recall at ``threshold`` when the precision there is at least
+    ``min_precision``, else 0; ``precision_at_recall`` is the precision at ``threshold`` when the
+    recall there is at least ``min_recall``, else 0. Zero, not the recall, when the floor is missed:
+    a score never rewards a promise the model broke. On out-of-fold rows at the threshold
+    ``best_threshold`` chose, this equals the value it returned; on a holdout it is what the person
+    gets, with no threshold re-chosen on the rows being judged.
+    """
+    y, proba = _check(y, proba)
+    params = params or {}
+    at = _Confusion.at(y, proba, threshold)
+    if name == "recall_at_precision":
+        return float(at.recall[0]) if at.precision[0] >= params.get("min_precision", 0.5) else 0.0
+    if name == "precision_at_recall":
+        return float(at.precision[0]) if at.recall[0] >= params.get("min_recall", 0.5) else 0.0
+    raise ValueError(f"unknown constrained metric {name!r}; known: {', '.join(CONSTRAINED_METRICS)}")
+
+
+def floor_lower_bound(successes: np.ndarray, trials: np.ndarray, z: float = FLOOR_CONFIDENCE_Z) -> np.ndarray:
+    """One-sided Wilson lower bound of a proportion (precision: tp of tp + fp; recall: tp of positives).
+
+    Wilson rather than the normal approximation because floors are met at proportions near 0 or 1
+    on a few dozen rows, where the normal interval leaves [0, 1]. Zero trials give 0.
+    """
+    k, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
+    safe = np.maximum(n, 1.0)
+    p = k / safe
+    centre = p + z * z / (2 * safe)
+    spread = z * np.sqrt(p * (1 - p) / safe + z * z / (4 * safe * safe))
+    return np.where(n > 0, (centre - spread) / (1 + z * z / safe), 0.0)
+
+
+def _meets_floors(sweep: _Confusion, params: Mapping[str, float]) -> np.ndarray:
+    """The thresholds where every floor in ``params`` holds: with confidence where any threshold
+    allows it, else on the point estimate alone (all False when even that fails)."""
+    sure = np.ones(len(sweep.tp), dtype=bool)
+    plain = sure.copy()
+    if "min_precision" in params:
+        sure &= floor_lower_bound(sweep.tp, sweep.tp + sweep.fp) >= params["min_precision"]
+        plain &= sweep.precision >= params["min_precision"]
+    if "min_recall" in params:
+        sure &= floor_lower_bound(sweep.tp, sweep.tp + sweep.fn) >= params["min_recall"]
+        plain &= sweep.recall >= params["min_recall"]
+    return sure if sure.any() else plain
+
+
 def best_threshold(
     name: str, y: np.ndarray, proba: np.ndarray, params: Mapping[str, float] | None = None
 ) -> tuple[float, float]:
     """The threshold that serves metric ``name`` best on these (out-of-fold) probabilities.
 
+    Only thresholds where every floor in ``params`` (``min_precision``, ``min_recall``) holds are
+    considered, whatever the metric: a floor is a promise about the deployed labels. A floor must
+    hold with confidence (``floor_lower_bound`` reaches it), so that it still holds on new rows;
+    where no threshold is that sure, the point estimate decides. Where no threshold meets the
+    floors at all, a constrained metric returns the most precise (or, for a recall floor, the
+    lowest) cut and an honest 0; any other metric its unconstrained best.
+
     Returns ``(threshold, value)``; ``value`` is the decision metric at that threshold for
-    decision metrics, and the ranking metric itself for ranking metrics.
+    decision metrics, ``constrained_score`` at it for constrained metrics, and the ranking
+    metric itself for ranking metrics.
     """
     y, proba = _check(y, proba)
     params = params or {}
     sweep, thresholds = _sweep(y, proba)
+    if name in CONSTRAINED_METRICS:
+        own = {"recall_at_precision": "min_precision", "precision_at_recall": "min_recall"}[name]
+        ok = _meets_floors(sweep, {**params, own: params.get(own, 0.5)})
+        gained, tie = (sweep.recall, sweep.precision) if name == "recall_at_precision" else \
+            (sweep.precision, sweep.recall)
+        if not ok.any():  # infeasible: the most precise cut (or every row, for a recall floor), and an honest 0
+            fallback = np.argmax(sweep.precision) if name == "recall_at_precision" else len(thresholds) - 1
+            return float(thresholds[int(fallback)]), 0.0
+        best = int(np.argmax(np.where(ok, gained + 1e-9 * tie, -1.0)))
+        return float(thresholds[best]), float(gained[best])
+    ok = _meets_floors(sweep, params)
+    if not ok.any():
+        ok = np.ones_like(ok)
     if name in DECISION_METRICS:
         values = sweep.decision(name, params.get("beta", 1.0))
-        best = int(np.argmax(values))
+        best = int(np.argmax(np.where(ok, values, -np.inf)))
         return float(thresholds[best]), float(values[best])
-    if name == "recall_at_precision":
-        ok = sweep.precision >= params.get("min_precision", 0.5)
-        if not ok.any():  # infeasible: the most precise cut, and an honest zero
-            return float(thresholds[int(np.argmax(sweep.precision))]), 0.0
-        best = int(np.argmax(np.where(ok, sweep.recall + 1e-9 * sweep.precision, -1.0)))
-        return float(thresholds[best]), float(sweep.recall[best])
-    if name == "precision_at_recall":
-        ok = sweep.recall >= params.get("min_recall", 0.5)
-        best = int(np.argmax(np.where(ok, sweep.precision + 1e-9 * sweep.recall, -1.0)))
-        return float(thresholds[best]), float(sweep.precision[best])
     if name in RANKING_METRICS:
         values = sweep.decision(DEFAULT_DECISION_METRIC)
-        best = int(np.argmax(values))
+        best = int(np.argmax(np.where(ok, values, -np.inf)))
         return float(thresholds[best]), ranking_score(name, y, proba, params)
     raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
 
@@ -159,28 +234,76 @@ def best_threshold(
 def metric_value(
     name: str, y: np.ndarray, proba: np.ndarray, threshold: float, params: Mapping[str, float] | None = None
 ) -> float:
-    """One metric of scores ``proba`` (at ``threshold`` when it is a decision metric)."""
+    """One metric of scores ``proba`` at ``threshold`` (ranking metrics ignore it).
+
+    Besides the metrics, ``precision`` and ``recall`` at the threshold: the quantities a floor is
+    set on.
+    """
     params = dict(params or {})
-    if name in DECISION_METRICS:
-        return decision_score(name, y, proba, threshold, params.get("beta", 1.0))
     params.setdefault("min_precision", 0.5)
     params.setdefault("min_recall", 0.5)
+    if name in DECISION_METRICS:
+        return decision_score(name, y, proba, threshold, params.get("beta", 1.0))
+    if name in CONSTRAINED_METRICS:
+        return constrained_score(name, y, proba, threshold, params)
+    if name in FLOORED:
+        at = _Confusion.at(*_check(y, proba), threshold)
+        return float(at.precision[0] if name == "precision" else at.recall[0])
     return ranking_score(name, y, proba, params)
 
 
 def all_metrics(
     y: np.ndarray, proba: np.ndarray, threshold: float, params: Mapping[str, float] | None = None
 ) -> dict[str, float]:
-    """Every metric poise knows, plus precision and recall at the threshold: what reports show."""
-    params = dict(params or {})
-    params.setdefault("min_precision", 0.5)
-    params.setdefault("min_recall", 0.5)
-    beta = params.get("beta", 1.0)
-    out = {name: ranking_score(name, y, proba, params) for name in RANKING_METRICS}
-    out.update({name: decision_score(name, y, proba, threshold, beta) for name in DECISION_METRICS})
-    at = _Confusion.at(*_check(y, proba), threshold)
-    out["precision"], out["recall"] = float(at.precision[0]), float(at.recall[0])
-    return {name: out[name] for name in (*METRICS, "precision", "recall")}
+    """Every metric poise knows, plus precision and recall, at the threshold: what reports show."""
+    return {name: metric_value(name, y, proba, threshold, params) for name in (*METRICS, *FLOORED)}
+
+
+def floors_of(params: Mapping[str, float] | None) -> dict[str, float]:
+    """The floors a task states, by the quantity they bound: ``{"precision": 0.5}``."""
+    params = params or {}
+    return {quantity: float(params[key]) for quantity, key in FLOORED.items() if params.get(key) is not None}
+
+
+def _stratified_resamples(y: np.ndarray, n_resamples: int, seed: int):  # noqa: ANN202 - Iterator[np.ndarray]
+    """Row indices of bootstrap resamples drawn within each class, so a rare class never vanishes."""
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(y == c) for c in (0, 1)]
+    for _ in range(n_resamples):
+        yield np.concatenate([rng.choice(rows, size=len(rows), replace=True) for rows in by_class])
+
+
+def bootstrap_interval(
+    name: str,
+    y: np.ndarray,
+    proba: np.ndarray,
+    threshold: float,
+    params: Mapping[str, float] | None = None,
+    *,
+    minus: tuple[np.ndarray, float] | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """A holdout score and its stratified-bootstrap percentile interval: ``(value, low, high)``.
+
+    ``name`` is any ``metric_value`` name (``precision`` and ``recall`` included), scored at
+    ``threshold``. With ``minus=(proba_b, threshold_b)`` the score is the difference between this
+    model and model B on the same resamples (what ``paired_bootstrap`` reports).
+    """
+    y, proba = _check(y, proba)
+    if minus is not None:
+        _check(y, minus[0])
+
+    def score(idx: np.ndarray) -> float:
+        value = metric_value(name, y[idx], proba[idx], threshold, params)
+        return value if minus is None else value - metric_value(name, y[idx], minus[0][idx], minus[1], params)
+
+    value = score(np.arange(len(y)))
+    resampled = np.array([score(idx) for idx in _stratified_resamples(y, n_resamples, seed)])
+    tail = (1.0 - confidence) / 2
+    low, high = np.nanquantile(resampled, [tail, 1.0 - tail])
+    return float(value), float(low), float(high)
 
 
 def paired_bootstrap(
@@ -203,20 +326,5 @@ def paired_bootstrap(
     the difference A − B on all rows and the percentile interval of the resampled differences.
     A lower bound above zero means A is better by more than the noise of these rows.
     """
-    y, proba_a = _check(y, proba_a)
-    _, proba_b = _check(y, proba_b)
-
-    def score(idx: np.ndarray, proba: np.ndarray, threshold: float) -> float:
-        return metric_value(name, y[idx], proba[idx], threshold, params)
-
-    everything = np.arange(len(y))
-    difference = score(everything, proba_a, threshold_a) - score(everything, proba_b, threshold_b)
-    rng = np.random.default_rng(seed)
-    by_class = [np.flatnonzero(y == c) for c in (0, 1)]
-    diffs = np.empty(n_resamples)
-    for i in range(n_resamples):
-        idx = np.concatenate([rng.choice(rows, size=len(rows), replace=True) for rows in by_class])
-        diffs[i] = score(idx, proba_a, threshold_a) - score(idx, proba_b, threshold_b)
-    tail = (1.0 - confidence) / 2
-    low, high = np.nanquantile(diffs, [tail, 1.0 - tail])
-    return float(difference), float(low), float(high)
+    return bootstrap_interval(name, y, proba_a, threshold_a, params, minus=(np.asarray(proba_b, dtype=float),
+                              threshold_b), n_resamples=n_resamples, confidence=confidence, seed=seed)

@@ -7,6 +7,8 @@ it (and their guardrails fall back to it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -41,10 +43,12 @@ def cv_folds(profile: DataProfile) -> int:
 
 
 def default_gates(task: TaskSpec, profile: DataProfile) -> Gates:
-    """Better than guessing on average precision; meet the task's own constraint if it has one."""
-    floors = {"average_precision": round(min(0.99, 2 * profile.minority_share), 4)}
-    if task.metric in ("recall_at_precision", "precision_at_recall"):
-        floors[task.metric] = 0.01
+    """Better than guessing on average precision, and every floor the task states, whatever its metric:
+    precision >= ``min_precision`` and recall >= ``min_recall`` at the deployed threshold."""
+    from poise.tools.metrics import floors_of
+
+    floors: dict[str, float] = {"average_precision": round(min(0.99, 2 * profile.minority_share), 4)}
+    floors.update(floors_of(task.metric_params()))
     return Gates(min_holdout=floors, must_beat_champion=True)
 
 
@@ -125,15 +129,12 @@ def _why_searched(strategies: list[str], profile: DataProfile, fit_minority: int
     return lines
 
 
-def with_derived_features(
-    plan: Plan, profile: DataProfile, X: pd.DataFrame, y: np.ndarray, seed: int = 0, max_seconds: float | None = None
-) -> Plan:
-    """Propose derived features from the column names, and keep those cross-validation shows to help."""
+def with_derived_features(plan: Plan, profile: DataProfile) -> Plan:
+    """The plan with derived features proposed from the column names (not judged yet)."""
     from poise.tools.features import propose_derived
 
     proposals = [p for p in propose_derived(profile) if p.column not in {s.column for s in plan.data_steps}]
-    return judge_derived(plan.model_copy(update={"data_steps": [*plan.data_steps, *proposals]}), profile, X, y,
-                         seed, max_seconds)
+    return plan.model_copy(update={"data_steps": [*plan.data_steps, *proposals]})
 
 
 def judge_derived(
@@ -163,25 +164,77 @@ def judge_derived(
     return plan.model_copy(update={"data_steps": steps, "rationale": rationale})
 
 
-def plan_with_data(task: TaskSpec, profile: DataProfile, X: pd.DataFrame, y: np.ndarray,
-                   feature_share: float = 0.25) -> Plan:
-    """The data-driven plan plus helpful derived features, judged within a share of the task's budget.
+def judge_derived_within_budget(plan: Plan, profile: DataProfile, X: pd.DataFrame, y: np.ndarray, seed: int = 0,
+                                share: float = 0.25) -> Plan:
+    """Judge the plan's derived features (``judge_derived``) within ``share`` of its budget, and take the
+    time spent out of the search's budget, so the whole run still fits in the time the user gave.
 
-    The time spent judging features comes out of the search's budget, so the whole run
-    still fits in the time the user gave.
+    ``X`` and ``y`` are the training part only (``poise.pipelines.honest_split``): never the holdout.
     """
     import time
 
+    if not plan.derived:
+        return plan
     started = time.monotonic()
-    plan = with_derived_features(default_plan(task, profile), profile, X, y, task.seed,
-                                 max_seconds=feature_share * task.budget_seconds)
+    judged = judge_derived(plan, profile, X, y, seed, max_seconds=share * plan.budget_seconds)
     spent = time.monotonic() - started
-    remaining = max(task.budget_seconds - spent, (1 - feature_share) * task.budget_seconds)
-    return plan.model_copy(update={
+    remaining = max(plan.budget_seconds - spent, (1 - share) * plan.budget_seconds)
+    return judged.model_copy(update={
         "budget_seconds": round(remaining, 1),
-        "rationale": [*plan.rationale, f"{spent:.0f} s of the {task.budget_seconds:.0f} s budget went to judging "
-                                       f"derived features; the search has {remaining:.0f} s"],
+        "rationale": [*judged.rationale, f"{spent:.0f} s of the {plan.budget_seconds:.0f} s budget went to judging "
+                                         f"derived features; the search has {remaining:.0f} s"],
     })
+
+
+def plan_with_data(task: TaskSpec, profile: DataProfile, X: pd.DataFrame, y: np.ndarray,
+                   feature_share: float = 0.25) -> Plan:
+    """The data-driven plan plus the derived features that help, judged within a share of the task's budget."""
+    return judge_derived_within_budget(with_derived_features(default_plan(task, profile), profile), profile, X, y,
+                                       task.seed, feature_share)
+
+
+#: Fewer positive rows than this in the holdout and no floor can be judged: one row moves recall by
+#: more than 10 points, and a 95 % interval of precision or recall spans about half the range. Such a
+#: candidate is registered as @challenger and never promoted automatically.
+MIN_HOLDOUT_POSITIVES = 10
+
+
+def gate_floors(gates: Gates, params: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The plan's floors, with every floor the task states (``min_precision``, ``min_recall``) added:
+    an edited plan cannot drop a promise the person made (the stricter of the two stands)."""
+    from poise.tools.metrics import floors_of
+
+    floors = dict(gates.min_holdout)
+    for quantity, floor in floors_of(params).items():
+        floors[quantity] = max(floor, floors.get(quantity, floor))
+    return floors
+
+
+def check_floors(
+    floors: Mapping[str, float],
+    values: Mapping[str, float],
+    intervals: Mapping[str, tuple[float, float]] | None = None,
+    out_of_fold: Mapping[str, float] | None = None,
+    where: str = "",
+) -> tuple[bool, list[str]]:
+    """Whether every floor holds on ``values`` (holdout scores at the deployed threshold), and one reason each.
+
+    A reason shows the value's 95 % interval where ``intervals`` has one, and says plainly when the
+    floor was not met even on the out-of-fold rows the threshold was chosen on (the data may not
+    support it).
+    """
+    passed, reasons = True, []
+    for name, floor in floors.items():
+        value = values.get(name, float("nan"))
+        ok = bool(value >= floor)
+        passed &= ok
+        ci = f" (95% CI {intervals[name][0]:.4f}–{intervals[name][1]:.4f})" if intervals and name in intervals else ""
+        reason = f"{where}{name} {value:.4f}{ci} {'≥' if ok else '<'} floor {floor:.4f}"
+        if out_of_fold is not None and out_of_fold.get(name, floor) < floor:
+            reason += (f"; not met even on the out-of-fold rows the threshold was chosen on "
+                       f"({out_of_fold[name]:.4f}): the data may not support this floor")
+        reasons.append(reason)
+    return passed, reasons
 
 
 def check_gates(
@@ -190,14 +243,26 @@ def check_gates(
     candidate: dict[str, float],
     champion: dict[str, float] | None = None,
     champion_version: str | None = None,
+    *,
+    params: Mapping[str, float] | None = None,
+    intervals: Mapping[str, tuple[float, float]] | None = None,
+    out_of_fold: Mapping[str, float] | None = None,
+    holdout_positives: int | None = None,
 ) -> GateReport:
-    """Candidate (and champion) holdout metrics against the plan's gates."""
-    reasons, passed = [], True
-    for name, floor in gates.min_holdout.items():
-        value = candidate.get(name, float("nan"))
-        ok = value >= floor
-        passed &= ok
-        reasons.append(f"{name} {value:.4f} {'≥' if ok else '<'} floor {floor:.4f}")
+    """Candidate (and champion) holdout metrics, at each model's deployed threshold, against the gates.
+
+    Every floor of the plan and of the task (``params``) must hold; with fewer than
+    ``MIN_HOLDOUT_POSITIVES`` positive rows in the holdout the gate does not pass, whatever the
+    scores, and says why in ``warnings`` (and first among the reasons).
+    """
+    warnings = []
+    if holdout_positives is not None and holdout_positives < MIN_HOLDOUT_POSITIVES:
+        warnings.append(
+            f"too little evidence: the holdout holds {holdout_positives} positive row(s), fewer than "
+            f"{MIN_HOLDOUT_POSITIVES}, so no floor can be judged; kept as @challenger, not promoted "
+            "(add rows of the rare class, or promote it by hand with poise promote if you trust it)")
+    passed, reasons = check_floors(gate_floors(gates, params), candidate, intervals, out_of_fold)
+    passed &= not warnings
     if gates.must_beat_champion and champion is not None:
         ok = candidate[metric] >= champion[metric]
         passed &= ok
@@ -209,9 +274,11 @@ def check_gates(
         reasons.append("no champion yet")
     return GateReport(
         passed=bool(passed),
-        reasons=reasons,
+        reasons=[*warnings, *reasons],
         metric=metric,
         candidate_score=candidate[metric],
         champion_version=champion_version,
         champion_score=None if champion is None else champion[metric],
+        intervals=dict(intervals or {}),
+        warnings=warnings,
     )

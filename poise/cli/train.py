@@ -116,12 +116,18 @@ def _print_summary(outcome: Any) -> None:
         table.add_row(key, f"{value:.4f}", f"{c.cv_metrics.get(key, float('nan')):.4f}", style=style)
     out.print(table)
     gate = outcome.gate
+    for warning in gate.warnings:
+        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
     verdict = "[green]passed[/]" if gate.passed else "[red]not passed[/]"
-    out.print(f"gates {verdict}: " + "; ".join(gate.reasons), highlight=False)
+    out.print(f"gates {verdict}:", highlight=False)
+    for reason in gate.reasons:
+        if reason not in gate.warnings:
+            out.print(f"  {reason}", highlight=False)
     if outcome.promoted:
         out.print(f"[green]{c.model_name}@champion[/] is now version {c.version}")
     else:
-        out.print(f"registered as {c.model_name}@challenger (version {c.version}); not promoted")
+        out.print(f"registered as {c.model_name}@challenger (version {c.version}); not promoted"
+                  + (f" (to deploy it anyway: poise promote {c.model_name} {c.version})" if gate.warnings else ""))
     out.print(f"score a file: poise predict DATA.csv --model {c.model_name}:{c.version} --out predictions.csv")
 
 
