@@ -40,6 +40,14 @@ def cv_folds(profile: DataProfile) -> int:
     return max(2, min(wanted, profile.n_minority // 10))
 
 
+def cv_repeats(n_rows: int, n_minority: int) -> int:
+    """How often the K-fold split is repeated (with fresh shuffles): on a few dozen positives one split's
+    score is mostly luck of the draw, so small tables, which are cheap to fit, average three."""
+    if n_rows > 20_000:
+        return 1
+    return 3 if n_minority < 60 else 2 if n_minority < 200 else 1
+
+
 def default_gates(task: TaskSpec, profile: DataProfile) -> Gates:
     """Better than guessing on average precision; meet the task's own constraint if it has one."""
     floors = {"average_precision": round(min(0.99, 2 * profile.minority_share), 4)}
