@@ -112,7 +112,8 @@ def _lgbm_build(params: Params, class_weight: ClassWeight, seed: int, categorica
     from lightgbm import LGBMClassifier
 
     p = _strip(params, "lgbm")
-    extra = {"categorical_feature": list(categorical)} if categorical else {}
+    # LightGBM's alias of categorical_feature: the same setting, without the warning its own name raises as a param
+    extra = {"categorical_column": list(categorical)} if categorical else {}
     return LGBMClassifier(
         learning_rate=p.get("learning_rate", 0.05),
         n_estimators=p.get("n_estimators", 300),
