@@ -13,9 +13,10 @@ Honest by construction:
 Spending the budget: a small portfolio of configurations that are strong across imbalanced
 tables (boosted trees with native categories and a tuned threshold, a weighted linear
 model) runs first; TPE then searches the whole space. A resampling or balanced-ensemble arm
-that has lost to the plain arms by more than fold noise gets no further trials, and at the
-end a sampler, an ensemble strategy or a blend wins only by more than twice the standard error
-of its paired fold differences: on a few dozen positives most differences are noise.
+that has lost to the plain arms by more than fold noise gets no further trials (a plain arm
+after two such losses to the best), and at the end a sampler, an ensemble strategy or a
+blend wins only by more than twice the standard error of its paired fold differences: on a
+few dozen positives most differences are noise.
 
 The clock: Optuna only stops between trials, so the search also checks it between folds;
 a trial that would run past the deadline is pruned. The first trial always completes one
@@ -313,20 +314,18 @@ class _Search:
         return next((m for m in self.best if m.simple), None)
 
     def _promising(self, strategy: str, family: str) -> bool:
-        """A resampling or ensemble arm keeps getting trials until two of them lose to the best plain
-        candidate by more than fold noise."""
-        if STRATEGIES[strategy].kind in _SIMPLE:
+        """Whether an arm (strategy × model family) still earns trials. A resampling or ensemble arm stops after
+        one trial that loses to the best plain candidate by more than fold noise; a plain arm after two that
+        lose so to the best candidate. The rest of the budget goes to what is still in the running."""
+        simple = STRATEGIES[strategy].kind in _SIMPLE
+        reference = (self.best[0] if self.best else None) if simple else self._best_simple()
+        tried = sum((r.strategy, r.estimator) == (strategy, family) and r.state == "complete" for r in self.records)
+        if reference is None or tried < (2 if simple else 1):
             return True
-        tried = [m for m in self.best if (m.strategy, m.estimator) == (strategy, family)]
-        losses = [r for r in self.records if (r.strategy, r.estimator) == (strategy, family)
-                  and r.state == "complete"]
-        simple = self._best_simple()
-        if simple is None or len(losses) < 2:
-            return True
-        if not tried:  # fallen out of the top candidates entirely
+        arm = next((m for m in self.best if (m.strategy, m.estimator) == (strategy, family)), None)
+        if arm is None:  # fallen out of the top candidates entirely
             return False
-        beaten, _, _ = self._beats(simple.oof, tried[0].oof)
-        return not beaten
+        return arm is reference or not self._beats(reference.oof, arm.oof)[0]
 
     # ------------------------------------------------------------------ the clock
     def _selection_reserve(self) -> float:
@@ -424,7 +423,7 @@ class _Search:
             state, note = "pruned", "pruned: would have run past the time budget"
             raise optuna.TrialPruned(note) from None
         except _NoPromise:
-            state, note = "pruned", "skipped: this arm lost to the plain candidates by more than fold noise"
+            state, note = "pruned", "skipped: this strategy and model lost to the best by more than fold noise"
             raise optuna.TrialPruned(note) from None
         except Exception as exc:  # a candidate that cannot fit this data is a failed trial, not a failed search
             note = f"{type(exc).__name__}: {exc}"[:500]
