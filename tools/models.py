@@ -28,7 +28,7 @@ class ModelSpec:
     build: Callable[[Params, ClassWeight, int, Categorical], Any]
     space: Callable[[Any], Params]
     native_categorical: bool = False  # takes ordinal category codes and their column positions
-    cost: float = 1.0  # rough fit time at its default size, relative to 100 rounds of boosting (budgeting)
+    cost: float = 1.0  # rough fit time at its default size, relative to 100 rounds of HGB (for budgeting)
 
 
 def _strip(params: Params, prefix: str) -> Params:
@@ -202,8 +202,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec("hist_gradient_boosting", "histogram gradient boosting", _hgb_build, _hgb_space,
                   native_categorical=True),
-        ModelSpec("lightgbm", "LightGBM gradient boosting", _lgbm_build, _lgbm_space, native_categorical=True,
-                  cost=2.0),
+        ModelSpec("lightgbm", "LightGBM gradient boosting", _lgbm_build, _lgbm_space, native_categorical=True),
         ModelSpec("mlp", "PyTorch multilayer perceptron", _mlp_build, _mlp_space, cost=5.0),
     )
 }

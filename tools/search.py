@@ -76,6 +76,11 @@ _SIMPLE = ("none", "weights")  # strategy kinds that leave the data as it is
 _NOISE = 2.0  # standard errors a sampler, a balanced ensemble or a blend must win by
 
 
+def _size(params: dict[str, Any]) -> float:
+    """Rounds of boosting or trees of a forest: what a fit's time grows with inside one arm."""
+    return float(next((v for k, v in params.items() if k.endswith(("__n_estimators", "__max_iter"))), 1.0))
+
+
 def portfolio(n_rows: int) -> list[dict[str, Any]]:
     """The portfolio in the order it runs on a table of ``n_rows`` rows."""
     trials = list(DEFAULT_TRIALS)
@@ -248,8 +253,9 @@ class _Search:
         self.strategies, self.models, self.skipped = self._allowed()
         self.records: list[TrialRecord] = []
         self.best: list[Member] = []  # the top candidates so far, best first
-        self.fold_seconds: dict[tuple[str, str], float] = {}  # the slowest fold seen per (strategy, family) arm
+        self.fold_seconds: dict[tuple[str, str], float] = {}  # slowest fold per arm, per boosting round or tree
         self.seconds_per_cost = 0.0  # the slowest fold seen, per unit of the registries' relative cost
+        self.quickest_fold = math.inf
         self.metric_seconds = 0.0  # one score of the whole out-of-fold vector
 
     @property
@@ -345,16 +351,18 @@ class _Search:
             return spec.cost
         return (MODELS[family].cost if family in MODELS else 1.0) * (1.5 if spec.kind == "sampler" else 1.0)
 
-    def _expected_fold_seconds(self, strategy: str, family: str) -> float:
-        """How long one fold of an arm will take: as seen for it, or, for an arm not tried yet, the slowest
-        fold so far scaled by the registries' relative costs (so a forest is not started in a boosting gap)."""
-        return max(self.fold_seconds.get((strategy, family), 0.0),
-                   self.seconds_per_cost * self._relative_cost(strategy, family))
+    def _expected_fold_seconds(self, strategy: str, family: str, params: dict[str, Any]) -> float:
+        """How long one fold of a trial will take, with a margin: as seen for its arm, scaled by its number of
+        rounds or trees; for an arm not tried yet, the slowest fold so far scaled by the registries' relative
+        costs (so a forest is not started in a gap that fits a logistic regression)."""
+        seen = self.fold_seconds.get((strategy, family), 0.0) * _size(params)
+        return 1.25 * max(seen, self.seconds_per_cost * self._relative_cost(strategy, family))
 
-    def _clock_fold(self, strategy: str, family: str, seconds: float) -> None:
+    def _clock_fold(self, strategy: str, family: str, params: dict[str, Any], seconds: float) -> None:
         arm = (strategy, family)
-        self.fold_seconds[arm] = max(self.fold_seconds.get(arm, 0.0), seconds)
+        self.fold_seconds[arm] = max(self.fold_seconds.get(arm, 0.0), seconds / _size(params))
         self.seconds_per_cost = max(self.seconds_per_cost, seconds / self._relative_cost(strategy, family))
+        self.quickest_fold = min(self.quickest_fold, seconds)
 
     # ------------------------------------------------------------------ one trial
     def _cross_validate(self, trial: Any, strategy: str, family: str, params: dict[str, Any]):  # noqa: ANN202
@@ -366,7 +374,7 @@ class _Search:
         fold_scores, fit_seconds, fold_models = [], [], []
         first_ever = not self.best
         for step, (train, valid) in enumerate(self.folds):
-            expected = np.mean(fit_seconds) if fit_seconds else self._expected_fold_seconds(strategy, family)
+            expected = np.mean(fit_seconds) if fit_seconds else self._expected_fold_seconds(strategy, family, params)
             if time.monotonic() + expected > self._search_deadline():
                 if not first_ever:
                     raise _BudgetExceeded()
@@ -381,7 +389,7 @@ class _Search:
                 model.fit(self.X.iloc[train], self.y[train])
                 proba = model.predict_proba(self.X.iloc[valid])[:, 1]
             fit_seconds.append(time.monotonic() - tick)
-            self._clock_fold(strategy, family, fit_seconds[-1])
+            self._clock_fold(strategy, family, params, fit_seconds[-1])
             if not np.all(np.isfinite(proba)):
                 raise FloatingPointError("the model produced non-finite probabilities")
             fold_models.append(inference_pipeline(model))
@@ -452,7 +460,7 @@ class _Search:
 
     def _stop_when_out_of_time(self, study: Any, trial: Any) -> None:
         # out of time, or too little left for one fold of the quickest arm seen
-        if self.best and self._remaining() <= min(self.fold_seconds.values(), default=0.0):
+        if self.best and self._remaining() <= self.quickest_fold:
             study.stop()
         if self.plan.max_trials is not None and len(self.records) >= self.plan.max_trials:
             study.stop()
