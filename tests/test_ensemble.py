@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -53,3 +54,23 @@ def test_blend_averages_probabilities_and_pickles():
     assert list(blend.classes_) == [0, 1]
     restored = pickle.loads(pickle.dumps(ensemble.BlendClassifier([a], [1.0])))
     assert np.allclose(restored.predict_proba(X), a.predict_proba(X))
+
+
+def test_selection_stops_at_its_deadline_with_what_it_has():
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.1).astype(int)
+    oof = {i: 1 / (1 + np.exp(-(y * 1.5 + 2 * rng.normal(size=y.size)))) for i in range(4)}
+    weights, _ = ensemble.select(oof, y, "average_precision", deadline=time.monotonic() - 1.0)
+    assert len(weights) == 1 and sum(weights.values()) == pytest.approx(1.0)  # one round, then out of time
+    unhurried, _ = ensemble.select(oof, y, "average_precision")
+    assert len(unhurried) > 1  # the same candidates blend when there is time
+
+
+def test_bagged_fold_models_average_equally():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 3))
+    y = (X[:, 0] + rng.normal(size=300) > 1).astype(int)
+    folds = [LogisticRegression(C=c).fit(X[i::3], y[i::3]) for i, c in enumerate((0.1, 1.0, 10.0))]
+    bagged = ensemble.BlendClassifier(folds, [1.0] * 3)
+    expected = np.mean([m.predict_proba(X)[:, 1] for m in folds], axis=0)
+    assert np.allclose(bagged.predict_proba(X)[:, 1], expected)

@@ -96,3 +96,26 @@ def test_datetime_columns_become_calendar_features():
     names = list(fitted.named_steps["prep"].get_feature_names_out())
     assert {"when_hour", "when_dayofweek"} <= set(names)
     assert fitted.score(frame, y) == 1.0  # weekday vs Saturday separates the toy labels
+
+
+@pytest.mark.parametrize("model", ["lightgbm", "hist_gradient_boosting"])
+def test_boosted_trees_split_on_whole_categories_and_keep_missing_values(model, table):
+    """Native categories: one ordinal column per category (not one-hot), its position handed to the model."""
+    ctx = context(table, COLUMNS)
+    pipeline = build_pipeline("none", model, {}, ctx).fit(table.features, table.y)
+    encoded = pipeline.named_steps["prep"].transform(table.features)
+    assert encoded.shape[1] == 3  # x1, x2, colour: no one-hot expansion, no missing-value indicators
+    assert np.isnan(encoded[:, 1]).any()  # missing numbers stay missing: the trees route them themselves
+    setting = "categorical_features" if model == "hist_gradient_boosting" else "categorical_column"
+    positions = pipeline.named_steps["model"].get_params()[setting]
+    assert list(positions) == [2]
+    odd = pd.DataFrame({"x1": [np.nan, 0.1], "x2": [np.nan, 0.2], "colour": [None, "purple"]})
+    assert np.isfinite(inference_pipeline(pipeline).predict_proba(odd)).all()
+
+
+def test_a_sampler_before_boosted_trees_still_gets_numbers(table):
+    """k-NN samplers need imputed, scaled numbers: the native path is only for the data as it is."""
+    pipeline = build_pipeline("smote", "lightgbm", {}, context(table, COLUMNS)).fit(table.features, table.y)
+    encoded = pipeline.named_steps["prep"].transform(table.features)
+    assert not np.isnan(encoded).any() and encoded.shape[1] > 3
+    assert not pipeline.named_steps["model"].get_params().get("categorical_column")

@@ -273,3 +273,12 @@ def _expected_failures(estimator):
 )
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_trains_on_a_gpu_when_there_is_one_and_never_needs_it(small_problem):
+    X, y = small_problem
+    clf = TorchMLPClassifier(max_epochs=3, random_state=0).fit(X, y)  # device="auto"
+    assert next(clf.network_.parameters()).device.type == "cpu"  # comes back to the CPU to predict and pickle
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            TorchMLPClassifier(max_epochs=3, device="cuda").fit(X, y)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from poise.tools.models import MODELS, Params
-from poise.tools.preprocess import DerivedFeatures, build_preprocessor, post_sampler_encoder
+from poise.tools.preprocess import DerivedFeatures, build_preprocessor, categorical_positions, post_sampler_encoder
 from poise.tools.strategies import STRATEGIES, StrategyContext, class_weight
 
 
@@ -28,11 +28,14 @@ def build_pipeline(strategy: str, model: str | None, params: Params, ctx: Strate
     from imblearn.pipeline import Pipeline
 
     spec = STRATEGIES[strategy]
+    family = estimator_name(strategy, model)
     ordinal = spec.needs_categorical
+    # boosted trees read categories and missing values natively, unless a sampler needs numbers first
+    native = spec.kind in ("none", "weights") and family in MODELS and MODELS[family].native_categorical
     steps: list[tuple[str, Any]] = []
     if ctx.columns.derived:
         steps.append(("derive", DerivedFeatures(tuple(ctx.columns.derived))))
-    steps.append(("prep", build_preprocessor(ctx.columns, ordinal_categories=ordinal)))
+    steps.append(("prep", build_preprocessor(ctx.columns, ordinal_categories=ordinal, native=native)))
     if spec.sampler is not None:
         steps.append(("sampler", spec.sampler(params, ctx)))
     if ordinal:
@@ -40,14 +43,14 @@ def build_pipeline(strategy: str, model: str | None, params: Params, ctx: Strate
     if spec.estimator is not None:
         estimator = spec.estimator(params, ctx)
     else:
-        family = estimator_name(strategy, model)
         if family not in MODELS:
             raise ValueError(f"strategy {strategy!r} needs a model; got {model!r}")
         model_params = dict(params)
         if spec.kind == "loss":
             model_params.update({"mlp__loss": "focal", "mlp__focal_gamma": params.get("focal__gamma", 2.0)})
         weights = class_weight(params, ctx) if spec.kind == "weights" else None
-        estimator = MODELS[family].build(model_params, weights, ctx.seed)
+        categorical = tuple(categorical_positions(ctx.columns)) if native else ()
+        estimator = MODELS[family].build(model_params, weights, ctx.seed, categorical)
     steps.append(("model", estimator))
     return Pipeline(steps)
 

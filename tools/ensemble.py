@@ -3,11 +3,18 @@
 Every candidate of one search is cross-validated on the same folds, so a weighted average
 of their out-of-fold probabilities is itself an honest out-of-fold prediction of the
 blended model. Selection adds, with replacement, whichever candidate most improves the
-task's metric on that blend, and stops when nothing improves it.
+task's metric on that blend, and stops when nothing improves it (or at a deadline).
+
+Whether the blend is worth its extra parts is the caller's judgement: a gain smaller than
+its fold noise is not (``tools.search`` asks for more than one standard error).
+
+``BlendClassifier`` is also how fold models are bagged: equal weights over the K models of a
+cross-validation, each trained on its training folds.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,8 +33,12 @@ def select(
     *,
     max_rounds: int = 25,
     max_members: int = 5,
+    deadline: float | None = None,
 ) -> tuple[dict[int, float], float]:
-    """Weights per candidate (summing to 1) and the blended out-of-fold score."""
+    """Weights per candidate (summing to 1) and the blended out-of-fold score.
+
+    ``deadline`` (a ``time.monotonic()`` instant) ends the selection after the round in progress.
+    """
 
     def score(proba: np.ndarray) -> float:
         return metrics.best_threshold(metric, y, proba, params)[1]
@@ -36,6 +47,8 @@ def select(
     total = np.zeros(len(y))
     best_score = -np.inf
     for _ in range(max_rounds):
+        if chosen and deadline is not None and time.monotonic() >= deadline:
+            break
         allowed = list(oof) if len(set(chosen)) < max_members else sorted(set(chosen))
         trial_scores = {key: score((total + oof[key]) / (len(chosen) + 1)) for key in allowed}
         key = max(trial_scores, key=lambda k: (trial_scores[k], -k))

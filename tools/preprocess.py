@@ -130,14 +130,22 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
         return np.array([f"{c}_{p}" for c in self.columns_ for p in self.parts], dtype=object)
 
 
-def build_preprocessor(columns: FeatureColumns, *, ordinal_categories: bool = False) -> ColumnTransformer:
+def build_preprocessor(columns: FeatureColumns, *, ordinal_categories: bool = False,
+                       native: bool = False) -> ColumnTransformer:
     """Impute and scale numbers, expand dates, encode categories.
 
-    Numbers are always standardised: k-NN samplers measure distances and linear models
-    and the MLP need it; trees do not mind. Categories are one-hot encoded, except when
-    ``ordinal_categories`` is set for SMOTE-NC, which must see whole categories (the
-    one-hot step then comes after the sampler, see ``post_sampler_encoder``).
+    Numbers are standardised: k-NN samplers measure distances and linear models and the MLP
+    need it. Categories are one-hot encoded, except when ``ordinal_categories`` is set for
+    SMOTE-NC, which must see whole categories (the one-hot step then comes after the
+    sampler, see ``post_sampler_encoder``).
+
+    ``native`` is the input of boosted trees that handle missing values and categories
+    themselves: numbers pass as they are (missing stays missing, a split of its own), and
+    categories become ordinal codes at ``categorical_positions`` (unseen ones are -1, which
+    the trees treat as missing). A one-hot column per level would scatter a category's
+    signal over many weak splits.
     """
+    ordinal = ordinal_categories or native
     branches = []
     if columns.numeric_features:
         numeric = Pipeline(
@@ -146,7 +154,7 @@ def build_preprocessor(columns: FeatureColumns, *, ordinal_categories: bool = Fa
                 ("impute", SimpleImputer(strategy="median", add_indicator=not ordinal_categories)),
                 ("scale", StandardScaler()),
             ]
-        )
+        ) if not native else "passthrough"
         branches.append(("num", numeric, columns.numeric_features))
     if columns.datetime:
         dates = Pipeline(
@@ -155,12 +163,14 @@ def build_preprocessor(columns: FeatureColumns, *, ordinal_categories: bool = Fa
                 ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                 ("scale", StandardScaler()),
             ]
-        )
+        ) if not native else DatetimeFeatures()
         branches.append(("dt", dates, columns.datetime))
     if columns.categorical:
         encoder = (
-            OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, dtype=np.float64)
-            if ordinal_categories
+            # rare levels share one code; at most 64 codes, within what histogram trees can split on
+            OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, dtype=np.float64,
+                           **({"min_frequency": 5, "max_categories": 64} if native else {}))
+            if ordinal
             else OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, max_categories=30,
                                sparse_output=False)
         )
@@ -171,7 +181,7 @@ def build_preprocessor(columns: FeatureColumns, *, ordinal_categories: bool = Fa
 
 
 def categorical_positions(columns: FeatureColumns) -> list[int]:
-    """Where the ordinal category columns sit in ``build_preprocessor(..., ordinal_categories=True)``'s output."""
+    """Where the ordinal category columns sit in ``build_preprocessor``'s output with ordinal or native categories."""
     n_before = len(columns.numeric_features) + len(DatetimeFeatures.parts) * len(columns.datetime)
     return list(range(n_before, n_before + len(columns.categorical)))
 

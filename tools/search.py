@@ -3,15 +3,25 @@
 Honest by construction:
 
 * it only ever sees the training part (the caller has put the holdout aside);
-* every candidate is scored by stratified K-fold cross-validation, with resampling inside
-  the pipeline, so synthetic rows never reach a validation fold;
+* every candidate is scored by stratified K-fold cross-validation (repeated when the
+  minority is small, so one lucky split cannot pick the winner), with resampling inside the
+  pipeline, so synthetic rows never reach a validation fold;
 * the decision threshold is tuned on out-of-fold probabilities;
-* the winner is refit on the whole training part.
+* the final model is the winner's fold models, bagged: the very models whose out-of-fold
+  predictions set the threshold, with no refit to wait for.
 
-The time budget covers search and refit. Optuna only stops between trials, so the search
-also checks the clock between folds: a trial that would run past the search deadline is
-pruned, and the deadline keeps back the time the current best needs for its refit. The
-first trial always completes, so there is always a candidate.
+Spending the budget: a small portfolio of configurations that are strong across imbalanced
+tables (boosted trees with native categories and a tuned threshold, a weighted linear
+model) runs first; TPE then searches the whole space. A resampling or balanced-ensemble arm
+that has lost to the plain arms by more than fold noise gets no further trials (a plain arm
+after two such losses to the best), and at the end a sampler, an ensemble strategy or a
+blend wins only by more than twice the standard error of its paired fold differences: on a
+few dozen positives most differences are noise.
+
+The clock: Optuna only stops between trials, so the search also checks it between folds;
+a trial that would run past the deadline is pruned. The first trial always completes one
+pass over the folds (its repeats only while time allows), so there is always a candidate.
+Selection keeps a little time back and stops at the deadline.
 """
 
 from __future__ import annotations
@@ -30,26 +40,55 @@ from poise.contracts import Plan, TaskSpec
 from poise.tools import metrics
 from poise.tools.compose import build_pipeline, estimator_name, inference_pipeline
 from poise.tools.models import MODELS
+from poise.tools.planning import cv_repeats
 from poise.tools.preprocess import FeatureColumns
 from poise.tools.strategies import STRATEGIES, StrategyContext
 
-#: Strong, cheap starting points, tried first in this order when the plan allows them.
 _HGB = {"hgb__learning_rate": 0.1, "hgb__max_iter": 100, "hgb__max_leaf_nodes": 31, "hgb__min_samples_leaf": 20,
         "hgb__l2_regularization": 1e-6}
+_LGBM = {"lgbm__learning_rate": 0.05, "lgbm__n_estimators": 300, "lgbm__num_leaves": 31,
+         "lgbm__min_child_samples": 20, "lgbm__subsample": 0.8, "lgbm__colsample_bytree": 0.8, "lgbm__reg_lambda": 1.0}
+#: Boosted trees with many slow rounds: what wins on large tables.
+_LGBM_LARGE = {**_LGBM, "lgbm__learning_rate": 0.03, "lgbm__n_estimators": 800, "lgbm__num_leaves": 63}
+#: Shallow, column-subsampled boosting: what holds up on small, noisy tables.
+_LGBM_SMALL = {**_LGBM, "lgbm__n_estimators": 400, "lgbm__num_leaves": 8, "lgbm__min_child_samples": 10,
+               "lgbm__colsample_bytree": 0.5, "lgbm__reg_lambda": 5.0}
+#: The portfolio: tried first, in this order, when the plan allows them. Cheap and strong first;
+#: resampling and balanced ensembles after, since they rarely beat a boosted model with a tuned threshold.
 DEFAULT_TRIALS: tuple[dict[str, Any], ...] = (
+    {"strategy": "none", "model": "lightgbm", **_LGBM},
     {"strategy": "none", "model": "hist_gradient_boosting", **_HGB},
     {"strategy": "class_weight", "model": "logistic_regression", "cw__power": 1.0, "lr__C": 1.0},
-    {"strategy": "class_weight", "model": "hist_gradient_boosting", "cw__power": 0.5, **_HGB},
-    {"strategy": "none", "model": "hist_gradient_boosting", **_HGB, "hgb__learning_rate": 0.05,
-     "hgb__max_iter": 300, "hgb__max_leaf_nodes": 15},
-    {"strategy": "balanced_random_forest", "brf__n_estimators": 300, "brf__min_samples_leaf": 1,
-     "brf__max_features": 0.3},
+    {"strategy": "none", "model": "lightgbm", **_LGBM_SMALL},
+    {"strategy": "none", "model": "lightgbm", **_LGBM_LARGE},
+    {"strategy": "class_weight", "model": "lightgbm", "cw__power": 0.5, **_LGBM},
     {"strategy": "class_weight", "model": "extra_trees", "cw__power": 0.5, "et__n_estimators": 300,
      "et__min_samples_leaf": 2, "et__max_features": 0.5},
+    {"strategy": "balanced_random_forest", "brf__n_estimators": 300, "brf__min_samples_leaf": 1,
+     "brf__max_features": 0.3},
     {"strategy": "qc_smote", "model": "hist_gradient_boosting", "qcsmote__k": 5, **_HGB},
     {"strategy": "none", "model": "mlp", "mlp__hidden": "128-64", "mlp__dropout": 0.1, "mlp__learning_rate": 1e-3,
      "mlp__weight_decay": 1e-4, "mlp__batch_size": 256, "mlp__loss": "class_balanced"},
 )
+_LARGE_ROWS = 10_000  # from here the many-rounds configuration runs before the shallow one
+_BAGGED = 5  # how many of the best candidates keep their fold models for the final model
+_SIMPLE = ("none", "weights")  # strategy kinds that leave the data as it is
+_NOISE = 2.0  # standard errors a sampler, a balanced ensemble or a blend must win by
+
+
+def _size(params: dict[str, Any]) -> float:
+    """Rounds of boosting or trees of a forest: what a fit's time grows with inside one arm."""
+    return float(next((v for k, v in params.items() if k.endswith(("__n_estimators", "__max_iter"))), 1.0))
+
+
+def portfolio(n_rows: int) -> list[dict[str, Any]]:
+    """The portfolio in the order it runs on a table of ``n_rows`` rows."""
+    trials = list(DEFAULT_TRIALS)
+    if n_rows >= _LARGE_ROWS:
+        small, large = trials.index({"strategy": "none", "model": "lightgbm", **_LGBM_SMALL}), \
+            trials.index({"strategy": "none", "model": "lightgbm", **_LGBM_LARGE})
+        trials[small], trials[large] = trials[large], trials[small]
+    return trials
 
 
 @dataclass
@@ -82,10 +121,16 @@ class Member:
     fit_seconds: float
     oof: np.ndarray = field(repr=False)
     weight: float = 1.0
+    fold_models: list[Any] | None = field(default=None, repr=False)  # fitted, sampler-free, one per fold
 
     @property
     def label(self) -> str:
         return f"{self.strategy}/{self.estimator}"
+
+    @property
+    def simple(self) -> bool:
+        """Trained on the data as it is (no resampling, no balanced ensemble)."""
+        return STRATEGIES[self.strategy].kind in _SIMPLE
 
 
 @dataclass
@@ -100,6 +145,7 @@ class SearchResult:
     skipped: dict[str, str] = field(default_factory=dict)
     search_seconds: float = 0.0
     refit_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # why the choice is what it is, for people to read
 
     @property
     def n_trials(self) -> int:
@@ -125,6 +171,10 @@ class _BudgetExceeded(Exception):
     pass
 
 
+class _NoPromise(Exception):
+    pass
+
+
 def search(
     X: pd.DataFrame,
     y: np.ndarray,
@@ -137,9 +187,9 @@ def search(
     on_trial: Callable[[TrialRecord], None] | None = None,
     deadline: float | None = None,
 ) -> SearchResult:
-    """Find, refit and return the best pipeline for ``task`` within ``plan.budget_seconds``.
+    """Find and return the best pipeline for ``task`` within ``plan.budget_seconds``.
 
-    ``deadline`` (a ``time.monotonic()`` instant), when given, is when search and refit must be
+    ``deadline`` (a ``time.monotonic()`` instant), when given, is when search and final model must be
     done instead: the caller has already spent part of the user's budget on its own work.
     """
     return explore(X, y, task, plan, columns, storage=storage, study_name=study_name, on_trial=on_trial,
@@ -164,22 +214,25 @@ def explore(
 
 @dataclass
 class Exploration:
-    """What the search chose (one member or a blend), before the refit on all training rows."""
+    """What the search chose (one member or a blend), before it is assembled into the final model."""
 
     members: list[Member]
     trials: list[TrialRecord]
     search_seconds: float
     _search: _Search = field(repr=False)
+    notes: list[str] = field(default_factory=list)
 
     def refit(self) -> SearchResult:
-        """Fit the chosen members on the whole training part; tune the threshold on their out-of-fold blend."""
-        return self._search.refit(self.members, self.search_seconds)
+        """The final model: each member's fold models bagged (refit on all rows only where none were kept)."""
+        return self._search.refit(self.members, self.search_seconds, self.notes)
 
 
 class _Search:
     def __init__(self, X, y, task, plan, columns, storage, study_name, on_trial, deadline=None) -> None:  # noqa: ANN001
-        from sklearn.model_selection import StratifiedKFold
+        from sklearn.model_selection import RepeatedStratifiedKFold
 
+        self.start = time.monotonic()
+        self.deadline = self.start + plan.budget_seconds if deadline is None else deadline
         self.X, self.y = X[columns.all].reset_index(drop=True), np.asarray(y).astype(int)
         self.task, self.plan, self.columns = task, plan, columns
         self.storage, self.study_name, self.on_trial = storage, study_name, on_trial
@@ -188,7 +241,9 @@ class _Search:
         if n_min < 2:
             raise ValueError(f"the minority class has {n_min} row(s) in the training part; cross-validation needs 2")
         self.n_folds = min(plan.cv_folds, n_min)
-        self.folds = list(StratifiedKFold(self.n_folds, shuffle=True, random_state=task.seed).split(self.X, self.y))
+        self.repeats = cv_repeats(len(self.y), n_min)
+        splitter = RepeatedStratifiedKFold(n_splits=self.n_folds, n_repeats=self.repeats, random_state=task.seed)
+        self.folds = list(splitter.split(self.X, self.y))
         self.ctx = StrategyContext(
             n_minority=n_min - math.ceil(n_min / self.n_folds),
             n_majority=int(len(self.y) - n_min),
@@ -196,10 +251,12 @@ class _Search:
             seed=task.seed,
         )
         self.strategies, self.models, self.skipped = self._allowed()
-        self.start = time.monotonic()
-        self.deadline = self.start + plan.budget_seconds if deadline is None else deadline
         self.records: list[TrialRecord] = []
         self.best: list[Member] = []  # the top candidates so far, best first
+        self.fold_seconds: dict[tuple[str, str], float] = {}  # slowest fold per arm, per boosting round or tree
+        self.seconds_per_cost = 0.0  # the slowest fold seen, per unit of the registries' relative cost
+        self.quickest_fold = math.inf
+        self.metric_seconds = 0.0  # one score of the whole out-of-fold vector
 
     @property
     def best_value(self) -> float:
@@ -242,17 +299,70 @@ class _Search:
             params.update(MODELS[family].space(trial))
         return strategy, family, params
 
+    # ------------------------------------------------------------------ noise
+    def _fold_scores(self, oof: np.ndarray) -> np.ndarray:
+        """The metric on each validation fold of the first repeat (together they cover every row once)."""
+        return np.array([self._value(self.y[valid], oof[valid]) for _, valid in self.folds[: self.n_folds]])
+
+    def _beats(self, challenger: np.ndarray, incumbent: np.ndarray) -> tuple[bool, float, float]:
+        """Whether ``challenger``'s out-of-fold predictions beat ``incumbent``'s by more than the noise: higher
+        on all rows, and higher per fold by more than two standard errors of the paired fold differences
+        (about a one-sided 5 % test on five folds). Returns that verdict, the mean fold gain and its error."""
+        diff = self._fold_scores(challenger) - self._fold_scores(incumbent)
+        diff = diff[np.isfinite(diff)]
+        if len(diff) < 2:
+            return False, float(np.mean(diff)) if len(diff) else 0.0, math.inf
+        mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
+        higher = self._value(self.y, challenger) > self._value(self.y, incumbent)
+        return bool(higher and mean > _NOISE * se and mean > 0), mean, se
+
+    def _best_simple(self) -> Member | None:
+        return next((m for m in self.best if m.simple), None)
+
+    def _promising(self, strategy: str, family: str) -> bool:
+        """Whether an arm (strategy × model family) still earns trials. A resampling or ensemble arm stops after
+        one trial that loses to the best plain candidate by more than fold noise; a plain arm after two that
+        lose so to the best candidate. The rest of the budget goes to what is still in the running."""
+        simple = STRATEGIES[strategy].kind in _SIMPLE
+        reference = (self.best[0] if self.best else None) if simple else self._best_simple()
+        tried = sum((r.strategy, r.estimator) == (strategy, family) and r.state == "complete" for r in self.records)
+        if reference is None or tried < (2 if simple else 1):
+            return True
+        arm = next((m for m in self.best if (m.strategy, m.estimator) == (strategy, family)), None)
+        if arm is None:  # fallen out of the top candidates entirely
+            return False
+        return arm is reference or not self._beats(reference.oof, arm.oof)[0]
+
     # ------------------------------------------------------------------ the clock
-    def _refit_reserve(self) -> float:
-        """Seconds the final model will need to refit on all rows: the likely members' fold fits, scaled up."""
-        likely = self.best[: min(3, self.plan.ensemble_size)]
-        return 1.25 * sum(m.fit_seconds for m in likely) * self.n_folds / max(self.n_folds - 1, 1)
+    def _selection_reserve(self) -> float:
+        """Seconds kept back for choosing the final members: a few greedy rounds of scoring blends."""
+        return 0.2 + 4 * _BAGGED * self.metric_seconds
 
     def _search_deadline(self) -> float:
-        return self.deadline - self._refit_reserve()
+        return self.deadline - self._selection_reserve()
 
     def _remaining(self) -> float:
         return self._search_deadline() - time.monotonic()
+
+    @staticmethod
+    def _relative_cost(strategy: str, family: str) -> float:
+        spec = STRATEGIES[strategy]
+        if spec.kind == "ensemble":
+            return spec.cost
+        return (MODELS[family].cost if family in MODELS else 1.0) * (1.5 if spec.kind == "sampler" else 1.0)
+
+    def _expected_fold_seconds(self, strategy: str, family: str, params: dict[str, Any]) -> float:
+        """How long one fold of a trial will take, with a margin: as seen for its arm, scaled by its number of
+        rounds or trees; for an arm not tried yet, the slowest fold so far scaled by the registries' relative
+        costs (so a forest is not started in a gap that fits a logistic regression)."""
+        seen = self.fold_seconds.get((strategy, family), 0.0) * _size(params)
+        return 1.25 * max(seen, self.seconds_per_cost * self._relative_cost(strategy, family))
+
+    def _clock_fold(self, strategy: str, family: str, params: dict[str, Any], seconds: float) -> None:
+        arm = (strategy, family)
+        self.fold_seconds[arm] = max(self.fold_seconds.get(arm, 0.0), seconds / _size(params))
+        self.seconds_per_cost = max(self.seconds_per_cost, seconds / self._relative_cost(strategy, family))
+        self.quickest_fold = min(self.quickest_fold, seconds)
 
     # ------------------------------------------------------------------ one trial
     def _cross_validate(self, trial: Any, strategy: str, family: str, params: dict[str, Any]):  # noqa: ANN202
@@ -260,12 +370,16 @@ class _Search:
         from sklearn.base import clone
 
         pipeline = build_pipeline(strategy, family, params, self.ctx)
-        oof = np.full(len(self.y), np.nan)
-        fold_scores, fit_seconds = [], []
+        total, seen = np.zeros(len(self.y)), np.zeros(len(self.y))
+        fold_scores, fit_seconds, fold_models = [], [], []
         first_ever = not self.best
         for step, (train, valid) in enumerate(self.folds):
-            if step and not first_ever and time.monotonic() + np.mean(fit_seconds) > self._search_deadline():
-                raise _BudgetExceeded()
+            expected = np.mean(fit_seconds) if fit_seconds else self._expected_fold_seconds(strategy, family, params)
+            if time.monotonic() + expected > self._search_deadline():
+                if not first_ever:
+                    raise _BudgetExceeded()
+                if step >= self.n_folds:  # the first candidate stops after one full pass: every row scored once
+                    break
             model = clone(pipeline)
             if family == "mlp" and not first_ever:
                 model.set_params(model__max_time=max(self._remaining(), 1.0))
@@ -275,15 +389,18 @@ class _Search:
                 model.fit(self.X.iloc[train], self.y[train])
                 proba = model.predict_proba(self.X.iloc[valid])[:, 1]
             fit_seconds.append(time.monotonic() - tick)
+            self._clock_fold(strategy, family, params, fit_seconds[-1])
             if not np.all(np.isfinite(proba)):
                 raise FloatingPointError("the model produced non-finite probabilities")
-            oof[valid] = proba
-            seen = ~np.isnan(oof)
+            fold_models.append(inference_pipeline(model))
+            total[valid] += proba
+            seen[valid] += 1
             fold_scores.append(self._value(self.y[valid], proba))
-            trial.report(self._value(self.y[seen], oof[seen]), step)
+            covered = seen > 0
+            trial.report(self._value(self.y[covered], total[covered] / seen[covered]), step)
             if not first_ever and trial.should_prune():
                 raise optuna.TrialPruned()
-        return oof, fold_scores, float(np.mean(fit_seconds))
+        return total / seen, fold_scores, float(np.mean(fit_seconds)), fold_models
 
     def _value(self, y: np.ndarray, proba: np.ndarray) -> float:
         if y.min() == y.max():
@@ -298,16 +415,23 @@ class _Search:
         trial.set_user_attr("estimator", family)
         state, value, fold_scores, note = "failed", None, [], None
         try:
-            oof, fold_scores, fit_seconds = self._cross_validate(trial, strategy, family, params)
+            if not self._promising(strategy, family):
+                raise _NoPromise()
+            oof, fold_scores, fit_seconds, fold_models = self._cross_validate(trial, strategy, family, params)
+            tock = time.monotonic()
             value, state = self._value(self.y, oof), "complete"
+            self.metric_seconds = max(self.metric_seconds, time.monotonic() - tock)
             self._keep(Member(trial.number, strategy, trial.params.get("model"), family, params, value,
-                              fit_seconds, oof))
+                              fit_seconds, oof, fold_models=fold_models))
             return value
         except optuna.TrialPruned:
             state, note = "pruned", "pruned: worse than the median trial at the same fold"
             raise
         except _BudgetExceeded:
             state, note = "pruned", "pruned: would have run past the time budget"
+            raise optuna.TrialPruned(note) from None
+        except _NoPromise:
+            state, note = "pruned", "skipped: this strategy and model lost to the best by more than fold noise"
             raise optuna.TrialPruned(note) from None
         except Exception as exc:  # a candidate that cannot fit this data is a failed trial, not a failed search
             note = f"{type(exc).__name__}: {exc}"[:500]
@@ -326,11 +450,17 @@ class _Search:
                 self.on_trial(self.records[-1])
 
     def _keep(self, member: Member, top: int = 20) -> None:
-        """Remember the best candidates (and their out-of-fold predictions) for the final model."""
+        """Remember the best candidates and their out-of-fold predictions; the fold models only of the
+        few that can still become the final model (they can be large)."""
         self.best = sorted([*self.best, member], key=lambda m: (-m.score, m.trial))[:top]
+        simple = self._best_simple()
+        for rank, kept in enumerate(self.best):
+            if rank >= _BAGGED and kept is not simple:
+                kept.fold_models = None
 
     def _stop_when_out_of_time(self, study: Any, trial: Any) -> None:
-        if self.best and self._remaining() <= 0:
+        # out of time, or too little left for one fold of the quickest arm seen
+        if self.best and self._remaining() <= self.quickest_fold:
             study.stop()
         if self.plan.max_trials is not None and len(self.records) >= self.plan.max_trials:
             study.stop()
@@ -350,57 +480,60 @@ class _Search:
             ),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
         )
-        for defaults in DEFAULT_TRIALS:
+        for defaults in portfolio(len(self.y)):
             model = defaults.get("model")
             if defaults["strategy"] in self.strategies and (model is None or model in self.models):
                 study.enqueue_trial(defaults, skip_if_exists=True)
         study.optimize(
             self._objective,
-            timeout=max(self.deadline - time.monotonic(), 0.001),
+            timeout=max(self._search_deadline() - time.monotonic(), 0.001),
             catch=(Exception,),
             callbacks=[self._stop_when_out_of_time],
         )
         if not self.best:
             failures = "; ".join(f"{r.strategy}/{r.estimator}: {r.note}" for r in self.records[:3])
             raise RuntimeError(f"no candidate could be trained on this data ({failures})")
-        members = self._final_members()
-        return Exploration(members, self.records, time.monotonic() - self.start, self)
+        members, notes = self._final_members()
+        return Exploration(members, self.records, time.monotonic() - self.start, self, notes)
 
-    def _final_members(self) -> list[Member]:
-        """The single best candidate, or a blend of several when that scores better out of fold."""
+    def _single(self) -> tuple[Member, list[str]]:
+        """The best candidate, unless it resamples and does not beat the best plain one by more than noise."""
+        best, simple = self.best[0], self._best_simple()
+        if best.simple or simple is None:
+            return best, []
+        beaten, gain, se = self._beats(best.oof, simple.oof)
+        if beaten:
+            return best, [f"{best.label} beats {simple.label} by {gain:+.4f} per fold (standard error {se:.4f})"]
+        return simple, [f"{simple.label} kept over {best.label}: {best.label} scored {best.score:.4f} against "
+                        f"{simple.score:.4f}, {gain:+.4f} per fold, less than {_NOISE:g} standard errors ({se:.4f})"]
+
+    def _final_members(self) -> tuple[list[Member], list[str]]:
+        """The chosen candidate alone, or a blend of several when the blend beats it by more than noise."""
         from poise.tools import ensemble
 
-        single = [replace(self.best[0], weight=1.0)]
-        if self.plan.ensemble_size < 2 or len(self.best) < 2:
-            return single
-        weights, blended = ensemble.select({i: m.oof for i, m in enumerate(self.best)}, self.y, self.task.metric,
-                                           self.params, max_members=self.plan.ensemble_size)
-        if len(weights) < 2 or blended <= self.best_value:
-            return single
-        members = [replace(self.best[i], weight=w) for i, w in sorted(weights.items(), key=lambda kv: -kv[1])]
-        # keep only the members whose refit still fits in the budget (heaviest weight first)
-        room = self.deadline - time.monotonic()
-        kept = []
-        for member in members:
-            cost = 1.25 * member.fit_seconds * self.n_folds / max(self.n_folds - 1, 1)
-            if kept and cost > room:
-                continue
-            kept.append(member)
-            room -= cost
-        total = sum(m.weight for m in kept)
-        return [replace(m, weight=m.weight / total) for m in kept]
+        chosen, notes = self._single()
+        single = [replace(chosen, weight=1.0)]
+        pool = [m for m in self.best if m.fold_models is not None]
+        if self.plan.ensemble_size < 2 or len(pool) < 2:
+            return single, notes
+        weights, _ = ensemble.select({i: m.oof for i, m in enumerate(pool)}, self.y, self.task.metric,
+                                     self.params, max_members=self.plan.ensemble_size, deadline=self.deadline)
+        if len(weights) < 2:
+            return single, notes
+        blend = sum(w * pool[i].oof for i, w in weights.items())
+        beaten, gain, se = self._beats(blend, chosen.oof)
+        if not beaten:
+            return single, [*notes, f"a blend of {len(weights)} candidates was not kept: {gain:+.4f} per fold over "
+                                    f"{chosen.label}, less than {_NOISE:g} standard errors ({se:.4f})"]
+        members = [replace(pool[i], weight=w) for i, w in sorted(weights.items(), key=lambda kv: -kv[1])]
+        return members, [*notes, f"a blend of {len(members)} candidates beats {chosen.label} by {gain:+.4f} per "
+                                 f"fold (standard error {se:.4f})"]
 
-    def refit(self, members: list[Member], search_seconds: float) -> SearchResult:
+    def refit(self, members: list[Member], search_seconds: float, notes: list[str] | None = None) -> SearchResult:
         from poise.tools.ensemble import BlendClassifier
 
         tick = time.monotonic()
-        fitted = []
-        for member in members:
-            pipeline = build_pipeline(member.strategy, member.model, member.params, self.ctx)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                pipeline.fit(self.X, self.y)
-            fitted.append(inference_pipeline(pipeline))
+        fitted = [self._final_model(member) for member in members]
         oof = sum(m.weight * m.oof for m in members)
         final = fitted[0] if len(fitted) == 1 else BlendClassifier(fitted, [m.weight for m in members])
         threshold, cv_score = metrics.best_threshold(self.task.metric, self.y, oof, self.params)
@@ -415,4 +548,17 @@ class _Search:
             skipped=self.skipped,
             search_seconds=search_seconds,
             refit_seconds=time.monotonic() - tick,
+            notes=list(notes or []),
         )
+
+    def _final_model(self, member: Member) -> Any:
+        """The member's fold models, bagged; a refit on all rows only where they were not kept."""
+        from poise.tools.ensemble import BlendClassifier
+
+        if member.fold_models:
+            return BlendClassifier(member.fold_models, [1.0] * len(member.fold_models))
+        pipeline = build_pipeline(member.strategy, member.model, member.params, self.ctx)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pipeline.fit(self.X, self.y)
+        return inference_pipeline(pipeline)

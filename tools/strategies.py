@@ -59,6 +59,7 @@ class StrategySpec:
     model: str | None = None
     min_minority: int = 1
     needs_categorical: bool = False
+    cost: float = 1.0  # fit time of a balanced ensemble relative to 100 rounds of boosting; a sampler's overhead
 
     def unavailable_reason(self, ctx: StrategyContext) -> str | None:
         """Why this strategy cannot run on this data, or None when it can."""
@@ -275,9 +276,9 @@ STRATEGIES: dict[str, StrategySpec] = {
         StrategySpec("qc_smote", "QC-SMOTE: quality-controlled SMOTE that rejects points among the majority",
                      "sampler", _ratio_k_space("qcsmote"), _qc_smote, min_minority=_KNN),
         StrategySpec("balanced_random_forest", "random forest with each tree on a balanced bootstrap", "ensemble",
-                     _balanced_rf_space, estimator=_balanced_rf, min_minority=2),
+                     _balanced_rf_space, estimator=_balanced_rf, min_minority=2, cost=3.0),
         StrategySpec("easy_ensemble", "boosted learners, each on a balanced random undersample", "ensemble",
-                     _easy_space, estimator=_easy_ensemble, min_minority=2),
+                     _easy_space, estimator=_easy_ensemble, min_minority=2, cost=5.0),
         StrategySpec("focal_loss", "focal loss: down-weights easy examples (MLP only)", "loss",
                      _focal_space, model="mlp"),
     )

@@ -225,6 +225,11 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         for the cores (about ten times slower on a busy two-core machine).
         One thread also makes results independent of the machine's core
         count. ``None`` leaves torch's global setting untouched.
+    device : str, default="auto"
+        Where ``fit`` trains: ``"auto"`` takes a CUDA GPU when torch sees one
+        and the CPU otherwise; ``"cpu"`` or ``"cuda"`` (``"cuda:1"``, ...)
+        choose. The fitted network always comes back to the CPU, so a model
+        trained on a GPU predicts, pickles and serves without one.
 
     Attributes
     ----------
@@ -303,6 +308,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         max_time=None,
         verbose=False,
         n_threads=1,
+        device="auto",
     ):
         self.hidden_sizes = hidden_sizes
         self.dropout = dropout
@@ -321,6 +327,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.max_time = max_time
         self.verbose = verbose
         self.n_threads = n_threads
+        self.device = device
 
     # ------------------------------------------------------------------
     # parameter checks
@@ -445,12 +452,15 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         }
         deadline = None if self.max_time is None else start_time + float(self.max_time)
 
-        # Fork the global CPU RNG so that seeding (needed by nn.Linear
-        # initialisation and dropout) leaves no trace outside fit.
-        with _torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
+        # Fork the global RNG (and the GPU's, when one trains: dropout draws
+        # from it) so that seeding leaves no trace outside fit.
+        device = self._training_device()
+        with _torch_threads(self.n_threads), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.default_generator.manual_seed(torch_seed)
+            if device.type == "cuda":
+                torch.cuda.manual_seed(torch_seed)
             shuffle_gen = torch.Generator().manual_seed(torch_seed + 1)
-            self._train(X, y_encoded, row_weight, train_idx, val_idx, n_classes, shuffle_gen, deadline)
+            self._train(X, y_encoded, row_weight, train_idx, val_idx, n_classes, shuffle_gen, deadline, device)
         self.fit_time_ = time.perf_counter() - start_time
         return self
 
@@ -506,7 +516,16 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         log_one_minus_pt = torch.logsumexp(others, dim=1) - log_normaliser
         return torch.exp(self.focal_gamma * log_one_minus_pt) * nll
 
-    def _train(self, X, y, row_weight, train_idx, val_idx, n_classes, shuffle_gen, deadline):
+    def _training_device(self):
+        """The torch device ``fit`` trains on: a GPU when ``device="auto"`` finds one, never required."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r}, but torch sees no CUDA GPU; use device='auto' or 'cpu'.")
+        return device
+
+    def _train(self, X, y, row_weight, train_idx, val_idx, n_classes, shuffle_gen, deadline, device):
         cfg = self._net_config
         net = _MLPNetwork(cfg["n_features"], cfg["hidden_sizes"], cfg["dropout"], cfg["n_outputs"])
 
@@ -522,17 +541,18 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             else:
                 net.head.bias.copy_(torch.as_tensor(np.log(prior), dtype=torch.float32))
 
-        X_train = torch.from_numpy(X[train_idx])
-        y_train = torch.from_numpy(y[train_idx])
-        wt_train = torch.from_numpy((w_train / w_train.mean()).astype(np.float32))
+        net = net.to(device)
+        X_train = torch.from_numpy(X[train_idx]).to(device)
+        y_train = torch.from_numpy(y[train_idx]).to(device)
+        wt_train = torch.from_numpy((w_train / w_train.mean()).astype(np.float32)).to(device)
         early_stopping = len(val_idx) > 0
         if early_stopping:
-            X_val = torch.from_numpy(X[val_idx])
-            y_val = torch.from_numpy(y[val_idx])
+            X_val = torch.from_numpy(X[val_idx]).to(device)
+            y_val = torch.from_numpy(y[val_idx]).to(device)
             w_val = row_weight[val_idx]
             if w_val.sum() <= 0:  # all validation weights zero: fall back to equal weights
                 w_val = np.ones_like(w_val)
-            wt_val = torch.from_numpy((w_val / w_val.sum()).astype(np.float32))
+            wt_val = torch.from_numpy((w_val / w_val.sum()).astype(np.float32)).to(device)
 
         optimizer = torch.optim.AdamW(
             net.parameters(), lr=float(self.learning_rate), weight_decay=float(self.weight_decay)
@@ -547,7 +567,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         epoch = 0
         for epoch in range(1, int(self.max_epochs) + 1):
             net.train()
-            order = torch.randperm(n_train, generator=shuffle_gen)
+            order = torch.randperm(n_train, generator=shuffle_gen).to(device)
             running, seen, timed_out = 0.0, 0, False
             for start in range(0, n_train, batch_size):
                 idx = order[start : start + batch_size]
@@ -600,7 +620,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
         if early_stopping and best_state is not None:
             net.load_state_dict(best_state)
-        net.eval()
+        net = net.to("cpu").eval()
         self.network_ = net
         self.n_epochs_ = epoch
         self.best_epoch_ = best_epoch
