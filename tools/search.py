@@ -11,7 +11,8 @@ Honest by construction:
 The time budget covers search and refit. Optuna only stops between trials, so the search
 also checks the clock between folds: a trial that would run past the search deadline is
 pruned, and the deadline keeps back the time the current best needs for its refit. The
-first trial always completes, so there is always a candidate.
+first trial always completes, so there is always a candidate. A stop request
+(``poise.stopping``) ends the search between folds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from poise import stopping
 from poise.contracts import Plan, TaskSpec
 from poise.tools import metrics
 from poise.tools.compose import build_pipeline, estimator_name, inference_pipeline
@@ -264,6 +266,7 @@ class _Search:
         fold_scores, fit_seconds = [], []
         first_ever = not self.best
         for step, (train, valid) in enumerate(self.folds):
+            stopping.check()  # a stop request ends the search between folds (Stopped, a KeyboardInterrupt)
             if step and not first_ever and time.monotonic() + np.mean(fit_seconds) > self._search_deadline():
                 raise _BudgetExceeded()
             model = clone(pipeline)
@@ -396,6 +399,7 @@ class _Search:
         tick = time.monotonic()
         fitted = []
         for member in members:
+            stopping.check()
             pipeline = build_pipeline(member.strategy, member.model, member.params, self.ctx)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -1,0 +1,153 @@
+"""Faults end cleanly: Ctrl-C, SIGTERM and kill -9 of a real `poise train`.
+
+Each test runs the real command in a subprocess with its own POISE_HOME, on a small synthetic
+table, and waits until the search has logged its first trial before sending the signal.
+
+Margins (the machine is shared, timings are noisy): a stop must end the process within
+STOP_SECONDS = 30 s of the signal (on an idle 2-core machine it takes 2–5 s: the search stops at
+the next fold, the MLflow run is closed, the local Prefect server is stopped).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+POISE = [sys.executable, "-m", "poise.cli.main"]
+STOP_SECONDS = 30.0
+#: Start-up to first trial: imports, the local Prefect server, profile and feature judging (slow when busy).
+FIRST_TRIAL_SECONDS = 400.0
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    n = 3000
+    frame = pd.DataFrame(rng.normal(size=(n, 6)), columns=[f"x{i}" for i in range(6)])
+    logit = 2 * frame.x0 - frame.x1 + 0.5 * frame.x2 - 4
+    frame["target"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    path = tmp_path / "faults.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _start_training(table: Path, home: Path, budget: int = 60) -> subprocess.Popen:
+    env = {**os.environ, "POISE_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    # its own session, like a shell job: a group signal reaches poise and what runs in its group
+    return subprocess.Popen([*POISE, "train", str(table), "--target", "target", "--budget", str(budget), "--json"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _runs(home: Path, kind: str) -> list[tuple[str, str]]:
+    """(run id, status) of the MLflow runs tagged poise.kind = kind, read straight from the store."""
+    db = home / "mlflow.db"
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return con.execute("select r.run_uuid, r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+                               "where t.key = 'poise.kind' and t.value = ?", (kind,)).fetchall()
+    except sqlite3.OperationalError:  # the store's tables are not created yet
+        return []
+
+
+def _wait_for_first_trial(process: subprocess.Popen, home: Path) -> None:
+    until = time.monotonic() + FIRST_TRIAL_SECONDS
+    while not _runs(home, "trial"):
+        if process.poll() is not None:
+            raise AssertionError(f"poise train ended before its search began:\n{process.stderr.read()}")
+        assert time.monotonic() < until, "the search never logged a trial"
+        time.sleep(0.5)
+
+
+def _family(pid: int) -> list[psutil.Process]:
+    return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_stops_a_training_cleanly(table, tmp_path, signum):
+    home = tmp_path / "home"
+    process = _start_training(table, home)
+    try:
+        _wait_for_first_trial(process, home)
+        time.sleep(2)
+        family = _family(process.pid)
+        assert len(family) >= 2, "poise should run its own local Prefect server"
+        sent = time.monotonic()
+        # a terminal's Ctrl-C reaches the whole foreground group; SIGTERM comes from `kill PID`
+        os.killpg(process.pid, signum) if signum == signal.SIGINT else process.send_signal(signum)
+        _, stderr = process.communicate(timeout=STOP_SECONDS)
+        took = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signum, stderr
+    assert took < STOP_SECONDS
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines[-1] == "stopped: nothing was registered", stderr
+    assert "Traceback" not in stderr
+    assert [status for _, status in _runs(home, "search")] == ["KILLED"]
+    time.sleep(1)
+    assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.slow
+def test_kill_9_leaves_no_server_behind_and_the_next_command_closes_its_run(table, tmp_path):
+    home = tmp_path / "home"
+    process = _start_training(table, home)
+    try:
+        _wait_for_first_trial(process, home)
+        children = _family(process.pid)[1:]
+        assert children, "poise should run its own local Prefect server"
+        process.kill()  # SIGKILL: nothing in poise runs after it
+        process.wait(timeout=10)
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, f"left running after kill -9: {[p.cmdline() for p in alive]}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert [status for _, status in _runs(home, "search")] == ["RUNNING"]
+
+    closer = ("from poise.settings import get_settings; from poise.registry import tracking; "
+              "print(len(tracking.close_abandoned_runs(get_settings())))")
+    done = subprocess.run([sys.executable, "-c", closer], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "POISE_HOME": str(home), "PREFECT_HOME": str(home / "prefect")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "1"
+    assert [status for _, status in _runs(home, "search")] == ["KILLED"]
+
+
+def test_runs_of_live_processes_are_left_running(tmp_path, monkeypatch):
+    """Only a dead owner's runs are closed: a run this (live) process owns stays RUNNING."""
+    import mlflow
+
+    from poise.registry import tracking
+    from poise.settings import get_settings, reset_settings
+
+    monkeypatch.setenv("POISE_HOME", str(tmp_path))
+    reset_settings()
+    try:
+        settings = get_settings()
+        experiment = tracking.connect(settings)
+        client = mlflow.MlflowClient()
+        mine = client.create_run(experiment, tags=tracking.owner_tags()).info.run_id
+        dead = {**tracking.owner_tags(), tracking.OWNER_PID: "999999999"}
+        theirs = client.create_run(experiment, tags=dead).info.run_id
+        assert tracking.close_abandoned_runs(settings) == [theirs]
+        assert client.get_run(mine).info.status == "RUNNING"
+        assert client.get_run(theirs).info.status == "KILLED"
+    finally:
+        reset_settings()
