@@ -52,8 +52,7 @@ def start_prefect_server(home: Path) -> None:
     import subprocess
 
     global _server
-    if _server is not None or os.environ.get("PREFECT_API_URL") \
-            or threading.current_thread() is not threading.main_thread():
+    if _server is not None or _users_prefect_api() or threading.current_thread() is not threading.main_thread():
         return
     with socket.socket() as probe:  # a free port; the server binds it a moment later
         probe.bind(("127.0.0.1", 0))
@@ -71,6 +70,23 @@ def start_prefect_server(home: Path) -> None:
     os.environ["PREFECT_API_URL"] = _server.url
     _refresh_prefect_settings()
     atexit.register(stop_prefect_server)
+
+
+def _users_prefect_api() -> str | None:
+    """The Prefect server the user chose: ``PREFECT_API_URL``, or the active Prefect profile's."""
+    import tomllib
+
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH")
+                    or Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser() / "profiles.toml")
+    try:
+        document = tomllib.loads(profiles.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or document.get("active")
+    url = document.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+    return str(url) if url else None
 
 
 def _refresh_prefect_settings() -> None:

@@ -351,10 +351,11 @@ def train_flow(task_spec: TaskSpec, plan: Plan | None = None, clock_started: flo
     seconds = plan.budget_seconds if plan else task_spec.budget_seconds
     split = load_data(task_spec, plan.holdout_fraction if plan else 0.2)
     profile = profile_training_part(task_spec, split)
-    deadline = budget.search_deadline(clock, seconds, budget.predicted_tail_seconds(
-        len(split.frame), len(split.frame.columns), settings.home))
+    tail = budget.predicted_tail_seconds(len(split.frame), len(split.frame.columns), settings.home)
+    deadline = budget.search_deadline(clock, seconds, tail)
     if plan is None:
         plan = plan_from_data(task_spec, profile, split, deadline - time.monotonic())
+    plan = _within_budget(plan, seconds, clock, deadline, tail)
     columns = FeatureColumns.from_plan(profile, plan)
     if not columns.all:
         raise DataError("no feature columns are left after the plan's data steps",
@@ -364,6 +365,17 @@ def train_flow(task_spec: TaskSpec, plan: Plan | None = None, clock_started: flo
         candidate, gate = _search_and_register(task_spec, plan, split, profile, columns, deadline, timing)
     return TrainingOutcome(candidate, profile, plan, gate, False, time.monotonic() - started, runtime.flow_run()[0],
                            timing)
+
+
+def _within_budget(plan: Plan, seconds: float, clock: float, deadline: float, tail: float) -> Plan:
+    """The plan with the seconds search and refit really have, and why (the user's budget covers it all)."""
+    now = time.monotonic()
+    left = max(deadline - now, 0.0)
+    line = (f"the {seconds:.0f} s budget covers the whole command (it ends within "
+            f"{budget.allowed_seconds(seconds):.0f} s): {now - clock:.0f} s went to start-up, data and planning, "
+            f"about {tail:.0f} s are kept for evaluation and registration; search and refit have {left:.0f} s"
+            + (" (one trial, as the budget is spent)" if left < 1 else ""))
+    return plan.model_copy(update={"budget_seconds": max(round(left, 1), 0.1), "rationale": [*plan.rationale, line]})
 
 
 def _search_and_register(task_spec: TaskSpec, plan: Plan, split: Split, profile: DataProfile, columns: Any,

@@ -36,8 +36,10 @@ class Stopped(KeyboardInterrupt):
         return 128 + self.signum
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _requested: list[int] = []  # the signals received, in order
 _deferring = 0  # depth of at_safe_points() blocks the main thread is in
+_handling = False  # whether handle_signals() is active
 
 
 def request_stop(signum: int = signal.SIGINT) -> None:
@@ -58,14 +60,22 @@ def check() -> None:
 
 @contextmanager
 def at_safe_points() -> Iterator[None]:
-    """Work that must not be cut mid-step: inside, a first signal waits for the next ``check()``."""
+    """Work that must not be cut mid-step: inside, a first signal waits for the next ``check()``.
+
+    Under ``handle_signals()`` the block also takes the signals back from a library that took them
+    (a Prefect flow run turns SIGTERM into an immediate exception of its own).
+    """
     global _deferring
     check()
+    own = _handling and threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, _on_signal) for s in _SIGNALS} if own else {}
     _deferring += 1
     try:
         yield
     finally:
         _deferring -= 1
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -77,13 +87,16 @@ def _on_signal(signum: int, frame: Any) -> None:
 @contextmanager
 def handle_signals() -> Iterator[None]:
     """Turn SIGINT and SIGTERM into ``Stopped`` while the block runs (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
+    global _handling
+    if threading.current_thread() is not threading.main_thread() or _handling:
         yield
         return
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, _on_signal) for s in _SIGNALS}
+    _handling = True
     try:
         yield
     finally:
+        _handling = False
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _requested.clear()
