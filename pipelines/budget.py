@@ -37,6 +37,8 @@ EXIT_SECONDS = 2.0
 TAIL_SECONDS_PER_MILLION_CELLS = 4.0
 #: Feature judging may use this share of the time left for search and refit.
 FEATURE_SHARE = 0.25
+#: Below this, judging is skipped: its baseline cross-validation alone takes about 1 s on AI4I.
+MIN_JUDGING_SECONDS = 2.0
 
 
 def process_started() -> float:

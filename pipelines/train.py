@@ -185,7 +185,11 @@ def plan_from_data(task_spec: TaskSpec, profile: DataProfile, split: Split, seco
     from poise.tools import planning
 
     runtime.stage("planning")
-    judging = max(budget.FEATURE_SHARE * seconds_left, 0.0)
+    judging = budget.FEATURE_SHARE * seconds_left
+    if judging < budget.MIN_JUDGING_SECONDS:  # judging would only take time from the search
+        plan = planning.default_plan(task_spec, profile)
+        return plan.model_copy(update={"rationale": [
+            *plan.rationale, "derived features not judged: the budget left no time for it"]})
     return planning.plan_with_data(task_spec, profile, split.train.features, split.train.y,
                                    feature_share=judging / task_spec.budget_seconds)
 

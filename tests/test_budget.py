@@ -3,11 +3,15 @@
 The promise (``poise.pipelines.budget``): the command ends within budget × 1.10 + 10 s on an
 idle machine with 2 cores, or pinned to one (``taskset -c 0``).
 
-Margin: this machine is shared, and a process that gets a fifth of a core runs five times
-slower whatever poise does. So the limit is scaled by the slowdown measured around the run:
-the wall time over the CPU time of a fixed pure-Python loop, pinned to the same cores as the
-command (1.0 on an idle machine, so there the check is the promise itself), plus 5 s for the
-measurement's own noise.
+Margin: the machine may be shared, and a process that gets a fifth of a core runs five times
+slower whatever poise does (start-up, which is many processes and disk writes, suffers more).
+So the limit is scaled by the slowdown measured around the run: the larger of the load average
+per core and the wall time over the CPU time of a fixed pure-Python loop pinned to the same cores
+as the command (both 1.0 on an idle machine, where the check is the promise itself), plus 5 s
+for the measurement's own noise. On a machine busier than MAX_SLOWDOWN the test is skipped:
+there a wall-time promise says nothing about poise (measured on a machine shared by six
+builds, load 9-15 on 2 cores: 168-224 s for a 20 s budget, mostly the local Prefect server's
+start-up on a fresh home, which takes 5-6 s idle).
 """
 
 from __future__ import annotations
@@ -27,9 +31,16 @@ from tests.conftest import AI4I
 POISE = [sys.executable, "-m", "poise.cli.main"]
 BUDGET = 20.0
 NOISE_SECONDS = 5.0
+MAX_SLOWDOWN = 2.0
 
 
 def _slowdown(cores: set[int] | None) -> float:
+    """How much slower than on an idle machine work runs now, on ``cores`` (≥ 1)."""
+    load = os.getloadavg()[0] / len(cores or os.sched_getaffinity(0))
+    return max(load, _loop_slowdown(cores))
+
+
+def _loop_slowdown(cores: set[int] | None) -> float:
     """How much slower than an idle core a single Python thread runs now, on ``cores`` (≥ 1)."""
     before = os.sched_getaffinity(0)
     if cores:
@@ -48,6 +59,8 @@ def _train(tmp_path, prefix: list[str], cores: set[int] | None) -> tuple[float, 
     env = {**os.environ, "POISE_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "home" / "prefect")}
     env.pop("PREFECT_API_URL", None)
     slow_before = _slowdown(cores)
+    if slow_before > MAX_SLOWDOWN:
+        pytest.skip(f"the machine is too busy to check a wall-time promise (slowdown {slow_before:.1f})")
     started = time.monotonic()
     done = subprocess.run([*prefix, *POISE, "train", str(AI4I), "--target", "target", "--budget", str(BUDGET),
                            "--json"], capture_output=True, text=True, env=env, timeout=900)
