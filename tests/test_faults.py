@@ -4,8 +4,10 @@ Each test runs the real command in a subprocess with its own POISE_HOME, on a sm
 table, and waits until the search has logged its first trial before sending the signal.
 
 Margins (the machine is shared, timings are noisy): a stop must end the process within
-STOP_SECONDS = 30 s of the signal (on an idle 2-core machine it takes 2–5 s: the search stops at
-the next fold, the MLflow run is closed, the local Prefect server is stopped).
+STOP_SECONDS = 60 s of the signal. In the search it takes a few seconds (the next fold, closing
+the MLflow run, stopping the local Prefect server: 2-5 s idle); a signal that lands while a version
+is being registered waits for the registration (measured 21-24 s from the signal to exit on a
+machine at load 10 on 2 cores, registration alone 10-13 s there).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import psutil
 import pytest
 
 POISE = [sys.executable, "-m", "poise.cli.main"]
-STOP_SECONDS = 30.0
+STOP_SECONDS = 60.0
 #: Start-up to first trial: imports, the local Prefect server, profile and feature judging (slow when busy).
 FIRST_TRIAL_SECONDS = 400.0
 
@@ -41,7 +43,7 @@ def table(tmp_path: Path) -> Path:
     return path
 
 
-def _start_training(table: Path, home: Path, budget: int = 60) -> subprocess.Popen:
+def _start_training(table: Path, home: Path, budget: int = 120) -> subprocess.Popen:
     env = {**os.environ, "POISE_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
     env.pop("PREFECT_API_URL", None)
     # its own session, like a shell job: a group signal reaches poise and what runs in its group
@@ -61,6 +63,12 @@ def _runs(home: Path, kind: str) -> list[tuple[str, str]]:
                                "where t.key = 'poise.kind' and t.value = ?", (kind,)).fetchall()
     except sqlite3.OperationalError:  # the store's tables are not created yet
         return []
+
+
+def _aliases(home: Path) -> list[tuple[str, str, str]]:
+    """(model, alias, version) of every alias in the registry, read straight from the store."""
+    with sqlite3.connect(home / "mlflow.db", timeout=5) as con:
+        return con.execute("select name, alias, version from registered_model_aliases").fetchall()
 
 
 def _wait_for_first_trial(process: subprocess.Popen, home: Path) -> None:
@@ -97,8 +105,14 @@ def test_a_signal_stops_a_training_cleanly(table, tmp_path, signum):
     assert process.returncode == 128 + signum, stderr
     assert took < STOP_SECONDS
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert lines[-1] == "stopped: nothing was registered", stderr
     assert "Traceback" not in stderr
+    # the line says what was kept: nothing (stopped in the search), or a registered challenger
+    # (stopped while registering, when start-up on a busy machine left the search one trial)
+    if lines[-1] == "stopped: nothing was registered":
+        assert _aliases(home) == []
+    else:
+        assert lines[-1] == "stopped after registering faults v1 as @challenger", stderr
+        assert _aliases(home) == [("faults", "challenger", 1)]
     assert [status for _, status in _runs(home, "search")] == ["KILLED"]
     time.sleep(1)
     assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
