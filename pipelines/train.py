@@ -26,7 +26,7 @@ from poise.contracts import Candidate, DataProfile, GateReport, Plan, TaskSpec
 from poise.errors import DataError, PoiseError
 from poise.pipelines import budget, runtime
 from poise.pipelines.budget import Timing
-from poise.settings import get_settings
+from poise.settings import Settings, get_settings
 
 
 @dataclass
@@ -118,9 +118,22 @@ def run_training(task_spec: TaskSpec, plan: Plan | None = None, *, started: floa
     started = time.monotonic() if started is None else started
     if not settings.train_deployment:
         runtime.start_prefect_server(settings.home)
+        _prepare_while_prefect_starts(settings)
         runtime.wait_for_prefect_server()
         return train_flow(task_spec, plan, clock_started=started)
     return _train_on_worker(settings.train_deployment, named(task_spec), plan)
+
+
+def _prepare_while_prefect_starts(settings: Settings) -> None:
+    """What the training needs anyway, done while the local Prefect server starts rather than after.
+
+    The MLflow store is opened (created, on a fresh home), the runs a killed process left RUNNING
+    are closed, and the search's and registry's libraries are loaded.
+    """
+    from poise.registry import tracking, versions  # noqa: F401 - loaded now, used by the flow
+    from poise.tools import search  # noqa: F401
+
+    tracking.close_abandoned_runs(settings)
 
 
 def _train_on_worker(deployment: str, task_spec: TaskSpec, plan: Plan | None) -> TrainingOutcome:
@@ -392,7 +405,6 @@ def _search_and_register(task_spec: TaskSpec, plan: Plan, split: Split, profile:
     from poise.registry import tracking
 
     settings = get_settings()
-    tracking.close_abandoned_runs(settings)
     flow_run_id, flow_run_name, flow_run_url = runtime.flow_run()
     model_name = task_spec.model_name
     prefect_tags = {k: v for k, v in {"prefect.flow_run_id": flow_run_id, "prefect.flow_run_name": flow_run_name,
