@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,9 +228,33 @@ def search_candidates(task_spec: TaskSpec, plan: Plan, split: Split, columns: An
         if on_trial is not None:
             on_trial(record)
 
-    return explore(split.train.features, split.train.y, task_spec, plan, columns,
-                   storage=get_settings().optuna_storage, study_name=f"{task_spec.model_name}-{run.run_id}",
-                   on_trial=log_trial, deadline=deadline)
+    with _quiet_while_stopping("optuna"):
+        return explore(split.train.features, split.train.y, task_spec, plan, columns,
+                       storage=get_settings().optuna_storage, study_name=f"{task_spec.model_name}-{run.run_id}",
+                       on_trial=log_trial, deadline=deadline)
+
+
+@contextmanager
+def _quiet_while_stopping(library: str) -> Iterator[None]:
+    """Keep a library's console lines off the screen once the user asked to stop.
+
+    Optuna logs the trial a stop request ends as a failed trial, with a traceback; the user asked
+    for it, and the command says in one line what was kept.
+    """
+    import importlib
+    import logging
+
+    importlib.import_module(library)  # its console handler exists once it is imported
+    quiet = logging.Filter()
+    quiet.filter = lambda record: not stopping.is_stopping()  # type: ignore[method-assign]
+    handlers = logging.getLogger(library).handlers
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 @task(name="refit the winner on all training rows", cache_policy=NO_CACHE)
