@@ -346,8 +346,13 @@ class Lifecycle:
         return self._answer(run_id, {"action": "reject", "reason": reason, "approver": approver or who()})
 
     def resume(self, run_id: str) -> RunView:
-        """Continue a run from its last checkpoint (after a crash or a kill)."""
+        """Continue a run from its last checkpoint (after a crash or a kill).
+
+        The MLflow runs the killed process left RUNNING are closed (KILLED) first; the
+        training starts again in a run of its own.
+        """
         from poise.errors import PoiseError
+        from poise.registry import tracking
 
         view = self.view(run_id)
         if view.pending is not None:
@@ -355,6 +360,7 @@ class Lifecycle:
                              f"poise approve {run_id}  (or poise reject {run_id} --reason ...)")
         if view.status in FINISHED:
             raise PoiseError(f"run {run_id} has finished ({view.status})", f"see poise show {run_id}")
+        tracking.close_abandoned_runs(self.settings)
         return self._invoke(run_id, None)
 
     def view(self, run_id: str) -> RunView:

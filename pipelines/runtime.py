@@ -1,19 +1,195 @@
-"""What every poise flow shares: retry rules, progress reporting, and the link to MLflow.
+"""What every poise flow shares: the local Prefect server, retry rules, progress, and the link to MLflow.
 
-Flows run the same way on the embedded default (Prefect starts a temporary local server
-under ``PREFECT_HOME``, which settings put inside ``POISE_HOME``) and against a Prefect
-server (``PREFECT_API_URL``): nothing here depends on which.
+Flows run the same way on the embedded default and against a Prefect server (``PREFECT_API_URL``):
+nothing else depends on which. On the embedded default poise starts and owns a local Prefect API
+server (``start_prefect_server``) instead of letting Prefect start its temporary one on first use:
+
+* it starts in the background while the command imports its libraries and reads the data,
+  rather than in series on the first flow call (5–6 s on an idle machine, much more on a busy one);
+* it runs in its own session, so a Ctrl-C at the terminal reaches poise (which stops cleanly,
+  then stops the server) and not the server in the middle of a training;
+* it dies with poise, even after ``kill -9``: on Linux the kernel sends it SIGTERM when poise
+  exits (``PR_SET_PDEATHSIG``); elsewhere it watches its parent and exits when that is gone.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from poise.errors import PoiseError
+
+
+# ---------------------------------------------------------------------- the local Prefect server
+@dataclass
+class _LocalServer:
+    process: Any  # subprocess.Popen
+    url: str
+    log: Path
+
+
+_server: _LocalServer | None = None
+
+
+def start_prefect_server(home: Path) -> None:
+    """Start poise's own local Prefect API server in the background and point this process at it.
+
+    Does nothing when ``PREFECT_API_URL`` is set (the user's server) or a server is already
+    running, and outside the main thread (the kernel's parent-death signal follows the thread
+    that started the child, so Prefect's own temporary server serves those callers).
+    Call ``wait_for_prefect_server()`` before the first flow runs.
+    """
+    import atexit
+    import socket
+    import subprocess
+
+    global _server
+    if _server is not None or _users_prefect_api() or threading.current_thread() is not threading.main_thread():
+        return
+    with socket.socket() as probe:  # a free port; the server binds it a moment later
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = home / "logs" / "prefect-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "poise.pipelines.runtime", "prefect-server", str(port), str(os.getpid())],
+            env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
+    _server = _LocalServer(process, f"http://127.0.0.1:{port}/api", log)
+    os.environ["PREFECT_API_URL"] = _server.url
+    _refresh_prefect_settings()
+    atexit.register(stop_prefect_server)
+
+
+def _users_prefect_api() -> str | None:
+    """The Prefect server the user chose: ``PREFECT_API_URL``, or the active Prefect profile's."""
+    import tomllib
+
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH")
+                    or Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser() / "profiles.toml")
+    try:
+        document = tomllib.loads(profiles.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or document.get("active")
+    url = document.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+    return str(url) if url else None
+
+
+def _refresh_prefect_settings() -> None:
+    if "prefect.context" in sys.modules:  # Prefect read its settings at import: let it read them again
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGTERM the child when its parent dies (``PR_SET_PDEATHSIG``)."""
+    import ctypes
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded before the fork: nothing to load in the child
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return hook
+
+
+def wait_for_prefect_server(timeout: float = 120.0) -> None:
+    """Block until the server ``start_prefect_server`` started answers (no-op when poise started none)."""
+    import urllib.error
+    import urllib.request
+
+    if _server is None:
+        return
+    if _server.process.poll() is None:  # while it starts: what Prefect loads on its first flow call (~5 s)
+        import prefect.flow_engine  # noqa: F401
+        import prefect.task_engine  # noqa: F401
+    until = time.monotonic() + timeout
+    while True:
+        if _server.process.poll() is not None:
+            raise PoiseError(f"the local Prefect server stopped at start-up (exit code "
+                             f"{_server.process.returncode}); its log is {_server.log}",
+                             "see that log, or point PREFECT_API_URL at a running Prefect server")
+        try:
+            with urllib.request.urlopen(f"{_server.url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > until:
+            raise PoiseError(f"the local Prefect server did not answer within {timeout:.0f} s; "
+                             f"its log is {_server.log}",
+                             "try again on a less busy machine, or point PREFECT_API_URL at a Prefect server")
+        time.sleep(0.1)
+
+
+def stop_prefect_server() -> None:
+    """Let Prefect send what it still holds, then stop the server poise started (at exit)."""
+    import subprocess
+
+    global _server
+    if _server is None:
+        return
+    server, _server = _server, None
+    if "prefect" in sys.modules and server.process.poll() is None:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        for worker in (APILogWorker, EventsWorker):
+            try:
+                worker.drain_all(timeout=2)
+            except Exception:  # noqa: BLE001 - what is left unsent is Prefect's log, not the user's model
+                pass
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+    if os.environ.get("PREFECT_API_URL") == server.url:
+        del os.environ["PREFECT_API_URL"]
+        _refresh_prefect_settings()
+
+
+def _serve_prefect(port: int, parent: int) -> None:
+    """The server process: Prefect's API app under uvicorn, gone when its parent is."""
+    import signal
+
+    import uvicorn
+
+    def watch_parent() -> None:  # the portable guard; on Linux the kernel's signal usually comes first
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died before the hook was in place
+        return
+    threading.Thread(target=watch_parent, daemon=True).start()
+    uvicorn.run("prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port,
+                log_level="error", lifespan="on")
 
 
 # ---------------------------------------------------------------------- retries
@@ -125,3 +301,8 @@ def link_to_mlflow(run_id: str, tracking_uri: str, experiment_id: str, model: st
     ]
     create_markdown_artifact(key="mlflow-run", markdown="\n".join(lines),
                              description=f"The MLflow run of this training of {model}")
+
+
+if __name__ == "__main__":  # pragma: no cover - the server process that start_prefect_server starts
+    if sys.argv[1:2] == ["prefect-server"]:
+        _serve_prefect(int(sys.argv[2]), int(sys.argv[3]))

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from poise import stopping
 from poise.contracts import Candidate, DataProfile, GateReport, Plan, TaskSpec
 from poise.errors import DataError, PoiseError
-from poise.pipelines import runtime
-from poise.settings import get_settings
+from poise.pipelines import budget, runtime
+from poise.pipelines.budget import Timing
+from poise.settings import Settings, get_settings
 
 
 @dataclass
@@ -36,6 +40,7 @@ class TrainingOutcome:
     promoted: bool
     seconds: float
     flow_run_id: str | None = None
+    timing: Timing = field(default_factory=Timing)
 
 
 @dataclass
@@ -97,27 +102,67 @@ def train(
     promote_if_passed: bool = True,
     on_stage: Any = None,
     on_trial: Any = None,
+    started: float | None = None,
 ) -> TrainingOutcome:
-    """Train (the train flow) and, when the candidate passes its gates, deploy it (the deploy flow)."""
+    """Train (the train flow) and, when the candidate passes its gates, deploy it (the deploy flow).
+
+    The budget covers everything from ``started`` (a ``time.monotonic()`` instant: the CLI passes
+    its process start; by default, now) to the end of the deployment (``poise.pipelines.budget``).
+    """
     from poise.pipelines.deploy import deploy_flow
     from poise.tools import data
 
+    started = time.monotonic() if started is None else started
+    runtime.start_prefect_server(get_settings().home)  # it starts while the data is read
     # a wrong path, target or label is the user's to fix now, before any flow machinery starts
     data.prepare_target(data.load_table(task_spec.data), task_spec.target, task_spec.positive_label)
     with runtime.observing(on_stage, on_trial):
-        outcome = run_training(named(task_spec), plan)
+        outcome = run_training(named(task_spec), plan, started=started)
         if promote_if_passed and outcome.gate.passed:
-            deployed = deploy_flow(outcome.candidate.model_name, outcome.candidate.version, outcome.gate)
-            outcome.promoted = deployed.promoted
+            try:
+                with stopping.at_safe_points(), outcome.timing.part("registration"):
+                    deployed = deploy_flow(outcome.candidate.model_name, outcome.candidate.version, outcome.gate)
+                    outcome.promoted = deployed.promoted
+                stopping.check()
+            except stopping.Stopped as exc:
+                exc.message = f"stopped after {_kept(outcome.candidate, outcome.promoted)}"
+                raise
+    budget.remember_tail(get_settings().home, outcome.timing.seconds.get("evaluation", 0.0)
+                         + outcome.timing.seconds.get("registration", 0.0) + budget.EXIT_SECONDS)
     return outcome
 
 
-def run_training(task_spec: TaskSpec, plan: Plan | None = None) -> TrainingOutcome:
-    """The train flow, here or, when ``POISE_TRAIN_DEPLOYMENT`` names a deployment, on a Prefect worker."""
-    deployment = get_settings().train_deployment
-    if not deployment:
-        return train_flow(task_spec, plan)
-    return _train_on_worker(deployment, named(task_spec), plan)
+def _kept(candidate: Candidate, promoted: bool = False) -> str:
+    alias = "@champion" if promoted else "@challenger"
+    return f"registering {candidate.model_name} v{candidate.version} as {alias}"
+
+
+def run_training(task_spec: TaskSpec, plan: Plan | None = None, *, started: float | None = None
+                 ) -> TrainingOutcome:
+    """The train flow, here or, when ``POISE_TRAIN_DEPLOYMENT`` names a deployment, on a Prefect worker.
+
+    Here, the budget counts from ``started`` (a ``time.monotonic()`` instant; by default, now).
+    """
+    settings = get_settings()
+    started = time.monotonic() if started is None else started
+    if not settings.train_deployment:
+        runtime.start_prefect_server(settings.home)
+        _prepare_while_prefect_starts(settings)
+        runtime.wait_for_prefect_server()
+        return train_flow(task_spec, plan, clock_started=started)
+    return _train_on_worker(settings.train_deployment, named(task_spec), plan)
+
+
+def _prepare_while_prefect_starts(settings: Settings) -> None:
+    """What the training needs anyway, done while the local Prefect server starts rather than after.
+
+    The MLflow store is opened (created, on a fresh home), the runs a killed process left RUNNING
+    are closed, and the search's and registry's libraries are loaded.
+    """
+    from poise.registry import tracking, versions  # noqa: F401 - loaded now, used by the flow
+    from poise.tools import search  # noqa: F401
+
+    tracking.close_abandoned_runs(settings)
 
 
 def _train_on_worker(deployment: str, task_spec: TaskSpec, plan: Plan | None) -> TrainingOutcome:
@@ -168,15 +213,23 @@ def profile_training_part(task_spec: TaskSpec, split: Split) -> DataProfile:
 
 
 @task(name="plan from the data", cache_policy=NO_CACHE)
-def plan_from_data(task_spec: TaskSpec, profile: DataProfile, split: Split) -> Plan:
+def plan_from_data(task_spec: TaskSpec, profile: DataProfile, split: Split, seconds_left: float) -> Plan:
+    """The data's own plan; judging derived features takes at most a share of the ``seconds_left`` for the search."""
     from poise.tools import planning
 
     runtime.stage("planning")
-    return planning.plan_with_data(task_spec, profile, split.train.features, split.train.y)
+    judging = budget.FEATURE_SHARE * seconds_left
+    if judging < budget.MIN_JUDGING_SECONDS:  # judging would only take time from the search
+        plan = planning.default_plan(task_spec, profile)
+        return plan.model_copy(update={"rationale": [
+            *plan.rationale, "derived features not judged: the budget left no time for it"]})
+    return planning.plan_with_data(task_spec, profile, split.train.features, split.train.y,
+                                   feature_share=judging / task_spec.budget_seconds)
 
 
 @task(name="search strategies and models", cache_policy=NO_CACHE)
-def search_candidates(task_spec: TaskSpec, plan: Plan, split: Split, columns: Any, run: Any) -> Any:
+def search_candidates(task_spec: TaskSpec, plan: Plan, split: Split, columns: Any, run: Any, deadline: float
+                      ) -> Any:
     from poise.tools.search import explore
 
     runtime.stage("searching")
@@ -193,9 +246,33 @@ def search_candidates(task_spec: TaskSpec, plan: Plan, split: Split, columns: An
         if on_trial is not None:
             on_trial(record)
 
-    return explore(split.train.features, split.train.y, task_spec, plan, columns,
-                   storage=get_settings().optuna_storage, study_name=f"{task_spec.model_name}-{run.run_id}",
-                   on_trial=log_trial)
+    with _quiet_while_stopping("optuna"):
+        return explore(split.train.features, split.train.y, task_spec, plan, columns,
+                       storage=get_settings().optuna_storage, study_name=f"{task_spec.model_name}-{run.run_id}",
+                       on_trial=log_trial, deadline=deadline)
+
+
+@contextmanager
+def _quiet_while_stopping(library: str) -> Iterator[None]:
+    """Keep a library's console lines off the screen once the user asked to stop.
+
+    Optuna logs the trial a stop request ends as a failed trial, with a traceback; the user asked
+    for it, and the command says in one line what was kept.
+    """
+    import importlib
+    import logging
+
+    importlib.import_module(library)  # its console handler exists once it is imported
+    quiet = logging.Filter()
+    quiet.filter = lambda record: not stopping.is_stopping()  # type: ignore[method-assign]
+    handlers = logging.getLogger(library).handlers
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 @task(name="refit the winner on all training rows", cache_policy=NO_CACHE)
@@ -326,13 +403,19 @@ def _run_name() -> str:
 
 
 @flow(name="poise-train", flow_run_name=_run_name, validate_parameters=False)
-def train_flow(task_spec: TaskSpec, plan: Plan | None = None) -> TrainingOutcome:
-    """Search, refit, evaluate and register a model for ``task_spec`` (the plan defaults to the data's own)."""
-    from poise.registry import tracking
+def train_flow(task_spec: TaskSpec, plan: Plan | None = None, clock_started: float | None = None
+               ) -> TrainingOutcome:
+    """Search, refit, evaluate and register a model for ``task_spec`` (the plan defaults to the data's own).
+
+    The budget (the plan's, else the task's) counts from ``clock_started``, a ``time.monotonic()``
+    instant of this process (by default, the start of the flow): search and refit end early
+    enough for evaluation and registration to fit in it too (``poise.pipelines.budget``).
+    """
     from poise.tools.preprocess import FeatureColumns
 
     settings = get_settings()
     started = time.monotonic()
+    clock = started if clock_started is None else clock_started
     task_spec = named(TaskSpec.model_validate(task_spec))
     plan = None if plan is None else Plan.model_validate(plan)
     if task_spec.budget_seconds > settings.max_budget_seconds:
@@ -341,36 +424,82 @@ def train_flow(task_spec: TaskSpec, plan: Plan | None = None) -> TrainingOutcome
             f"{settings.max_budget_seconds:.0f} s",
             "ask for less time, or raise POISE_MAX_BUDGET_SECONDS",
         )
+    seconds = plan.budget_seconds if plan else task_spec.budget_seconds
     split = load_data(task_spec, plan.holdout_fraction if plan else 0.2)
     profile = profile_training_part(task_spec, split)
+    tail = budget.predicted_tail_seconds(len(split.frame), len(split.frame.columns), settings.home)
+    deadline = budget.search_deadline(clock, seconds, tail)
     if plan is None:
-        plan = plan_from_data(task_spec, profile, split)
+        plan = plan_from_data(task_spec, profile, split, deadline - time.monotonic())
+    plan = _within_budget(plan, seconds, clock, deadline, tail)
     columns = FeatureColumns.from_plan(profile, plan)
     if not columns.all:
         raise DataError("no feature columns are left after the plan's data steps",
                         "keep at least one column besides the target")
+    timing = Timing(clock, seconds)
+    with stopping.at_safe_points():
+        candidate, gate = _search_and_register(task_spec, plan, split, profile, columns, deadline, timing)
+    return TrainingOutcome(candidate, profile, plan, gate, False, time.monotonic() - started, runtime.flow_run()[0],
+                           timing)
 
+
+def _within_budget(plan: Plan, seconds: float, clock: float, deadline: float, tail: float) -> Plan:
+    """The plan with the seconds search and refit really have, and why (the user's budget covers it all)."""
+    now = time.monotonic()
+    left = max(deadline - now, 0.0)
+    line = (f"the {seconds:.0f} s budget covers the whole command (it ends within "
+            f"{budget.allowed_seconds(seconds):.0f} s): {now - clock:.0f} s went to start-up, data and planning, "
+            f"about {tail:.0f} s are kept for evaluation and registration; search and refit have {left:.0f} s"
+            + (" (one trial, as the budget is spent)" if left < 1 else ""))
+    return plan.model_copy(update={"budget_seconds": max(round(left, 1), 0.1), "rationale": [*plan.rationale, line]})
+
+
+def _search_and_register(task_spec: TaskSpec, plan: Plan, split: Split, profile: DataProfile, columns: Any,
+                         deadline: float, timing: Timing) -> tuple[Candidate, GateReport]:
+    """The MLflow run of the training: search, refit, evaluate, register, gate.
+
+    A stop request ends it at the next step boundary (the search checks between folds); the
+    run is then marked KILLED and ``Stopped`` says whether a version was registered.
+    """
+    from poise.registry import tracking
+
+    settings = get_settings()
     flow_run_id, flow_run_name, flow_run_url = runtime.flow_run()
     model_name = task_spec.model_name
     prefect_tags = {k: v for k, v in {"prefect.flow_run_id": flow_run_id, "prefect.flow_run_name": flow_run_name,
                                       "prefect.flow_run_url": flow_run_url}.items() if v}
-    with tracking.search_run(settings, run_name=f"{model_name}-search",
-                             tags={"poise.model": model_name, "poise.fingerprint": profile.fingerprint,
-                                   **prefect_tags}) as run:
-        runtime.link_to_mlflow(run.run_id, settings.tracking_uri, run.experiment_id, model_name)
-        run.log_params({"data": task_spec.data, "target": split.target, "metric": task_spec.metric,
-                        "seed": task_spec.seed, "budget_seconds": plan.budget_seconds, "cv_folds": plan.cv_folds,
-                        "strategies": plan.search.strategies, "models": plan.search.models,
-                        "features": columns.all, **task_spec.metric_params()})
-        for name, payload in (("task.json", task_spec), ("profile.json", profile), ("plan.json", plan)):
-            run.log_json(name, payload)
+    candidate: Candidate | None = None
+    try:
+        with tracking.search_run(settings, run_name=f"{model_name}-search",
+                                 tags={"poise.model": model_name, "poise.fingerprint": profile.fingerprint,
+                                       **prefect_tags}) as run:
+            runtime.link_to_mlflow(run.run_id, settings.tracking_uri, run.experiment_id, model_name)
+            run.log_params({"data": task_spec.data, "target": split.target, "metric": task_spec.metric,
+                            "seed": task_spec.seed, "budget_seconds": plan.budget_seconds,
+                            "cv_folds": plan.cv_folds, "strategies": plan.search.strategies,
+                            "models": plan.search.models, "features": columns.all, **task_spec.metric_params()})
+            for name, payload in (("task.json", task_spec), ("profile.json", profile), ("plan.json", plan)):
+                run.log_json(name, payload)
 
-        exploration = search_candidates(task_spec, plan, split, columns, run)
-        result = refit_winner(exploration)
-        candidate = evaluate_on_holdout(task_spec, split, result, columns, run)
-        candidate.version = register_version(candidate, split, result, columns, profile, run)
-        gate = compare_with_champion(plan, task_spec, candidate, split, result)
-        run.log_json("gate.json", gate)
-        run.set_tags({"poise.version": candidate.version, "poise.gate": "passed" if gate.passed else "failed"})
-        run.log_json("candidate.json", candidate)
-    return TrainingOutcome(candidate, profile, plan, gate, False, time.monotonic() - started, flow_run_id)
+            exploration = search_candidates(task_spec, plan, split, columns, run, deadline)
+            timing.add("search", exploration.search_seconds)
+            stopping.check()
+            result = refit_winner(exploration)
+            timing.add("refit", result.refit_seconds)
+            stopping.check()
+            with timing.part("evaluation"):
+                candidate = evaluate_on_holdout(task_spec, split, result, columns, run)
+            stopping.check()
+            with timing.part("registration"):
+                candidate.version = register_version(candidate, split, result, columns, profile, run)
+            stopping.check()
+            with timing.part("evaluation"):
+                gate = compare_with_champion(plan, task_spec, candidate, split, result)
+            run.log_json("gate.json", gate)
+            run.set_tags({"poise.version": candidate.version, "poise.gate": "passed" if gate.passed else "failed"})
+            run.log_json("candidate.json", candidate)
+    except stopping.Stopped as exc:
+        exc.message = "stopped: nothing was registered" if candidate is None or candidate.version is None \
+            else f"stopped after {_kept(candidate)}"
+        raise
+    return candidate, gate

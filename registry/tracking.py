@@ -1,7 +1,9 @@
 """MLflow runs: one parent run per search, one nested run per trial, lineage as artifacts.
 
 Works the same on the embedded SQLite store under ``POISE_HOME`` and on a tracking server:
-only ``Settings.tracking_uri`` differs. Experiments are created with an explicit artifact
+only ``Settings.tracking_uri`` differs. Every run poise opens names its owner (host, process id
+and the process's start time), so a later command can close the runs a killed process left
+RUNNING (``close_abandoned_runs``). Experiments are created with an explicit artifact
 location, so MLflow never falls back to ``./mlruns`` in the working directory.
 """
 
@@ -79,7 +81,7 @@ class SearchRun:
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{number:03d}",
-            tags={"mlflow.parentRunId": self.run_id, "poise.kind": "trial"},
+            tags={"mlflow.parentRunId": self.run_id, "poise.kind": "trial", **owner_tags()},
         )
         stamp = _now_ms()
         self.client.log_batch(
@@ -130,18 +132,73 @@ def runs_tagged(key: str, value: str) -> list[str]:
     return [r.info.run_id for r in found]
 
 
+OWNER_HOST, OWNER_PID, OWNER_STARTED = "poise.owner.host", "poise.owner.pid", "poise.owner.started"
+
+
+def owner_tags() -> dict[str, str]:
+    """Who opened a run: this host, process id and process start time (a pid alone is reused)."""
+    import os
+    import socket
+
+    import psutil
+
+    return {OWNER_HOST: socket.gethostname(), OWNER_PID: str(os.getpid()),
+            OWNER_STARTED: f"{psutil.Process().create_time():.2f}"}
+
+
+def _owner_alive(pid: str, started: str) -> bool:
+    import psutil
+
+    try:
+        return abs(psutil.Process(int(pid)).create_time() - float(started)) < 1.0
+    except (psutil.Error, ValueError):
+        return False
+
+
+def close_abandoned_runs(settings: Settings) -> list[str]:
+    """Mark KILLED the RUNNING runs whose owning process on this host is gone; return their ids.
+
+    A process killed with ``kill -9`` (or by the machine going down) cannot close its runs;
+    the next training or resume does. Runs opened on other hosts are left to those hosts.
+    """
+    import socket
+
+    import mlflow
+
+    connect(settings)
+    client = mlflow.MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    running = client.search_runs(
+        experiments, max_results=1000,
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{OWNER_HOST}` = '{socket.gethostname()}'",
+    )
+    closed = []
+    for run in running:
+        tags = run.data.tags
+        if not _owner_alive(tags.get(OWNER_PID, ""), tags.get(OWNER_STARTED, "")):
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    return closed
+
+
 @contextmanager
 def search_run(settings: Settings, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[SearchRun]:
-    """Open the parent run of a search; it is marked FAILED if the search raises."""
+    """Open the parent run of a search: FINISHED when the block ends, KILLED when the user stops it
+    (a ``KeyboardInterrupt``, such as ``poise.stopping.Stopped``), FAILED when it raises anything else.
+    """
     import mlflow
 
     experiment_id = connect(settings)
     client = mlflow.MlflowClient()
-    run = client.create_run(experiment_id, run_name=run_name, tags={"poise.kind": "search", **(tags or {})})
+    run = client.create_run(experiment_id, run_name=run_name,
+                            tags={"poise.kind": "search", **owner_tags(), **(tags or {})})
     status = "FAILED"
     try:
         yield SearchRun(run.info.run_id, experiment_id)
         status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
         client.set_terminated(run.info.run_id, status)
 

@@ -21,7 +21,8 @@ few dozen positives most differences are noise.
 The clock: Optuna only stops between trials, so the search also checks it between folds;
 a trial that would run past the deadline is pruned. The first trial always completes one
 pass over the folds (its repeats only while time allows), so there is always a candidate.
-Selection keeps a little time back and stops at the deadline.
+Selection keeps a little time back and stops at the deadline. A stop request
+(``poise.stopping``) ends the search between folds.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from poise import stopping
 from poise.contracts import Plan, TaskSpec
 from poise.tools import metrics
 from poise.tools.compose import build_pipeline, estimator_name, inference_pipeline
@@ -374,6 +376,7 @@ class _Search:
         fold_scores, fit_seconds, fold_models = [], [], []
         first_ever = not self.best
         for step, (train, valid) in enumerate(self.folds):
+            stopping.check()  # a stop request ends the search between folds (Stopped, a KeyboardInterrupt)
             expected = np.mean(fit_seconds) if fit_seconds else self._expected_fold_seconds(strategy, family, params)
             if time.monotonic() + expected > self._search_deadline():
                 if not first_ever:
@@ -557,6 +560,7 @@ class _Search:
 
         if member.fold_models:
             return BlendClassifier(member.fold_models, [1.0] * len(member.fold_models))
+        stopping.check()  # a refit is long: a stop request ends it before it starts
         pipeline = build_pipeline(member.strategy, member.model, member.params, self.ctx)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -1,4 +1,5 @@
-"""What every command shares: settings before heavy imports, and user errors without tracebacks."""
+"""What every command shares: settings before heavy imports, user errors without tracebacks, and a
+clean stop on Ctrl-C or SIGTERM (one line saying what was kept, exit code 130 or 143)."""
 
 from __future__ import annotations
 
@@ -18,18 +19,27 @@ stdout = Console(soft_wrap=True)  # results
 
 
 def user_errors(command: F) -> F:
-    """Run a command with poise's settings in place; print a PoiseError as 'error / fix' and exit 2."""
+    """Run a command with poise's settings in place; print a PoiseError as 'error / fix' and exit 2.
+
+    SIGINT and SIGTERM stop the command (``poise.stopping``): it prints what the stopped work kept
+    and exits with 128 + the signal number, without a traceback.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from pydantic import ValidationError
 
+        from poise import stopping
         from poise.errors import PoiseError
         from poise.settings import get_settings
 
         try:
-            get_settings()  # sets the environment the libraries read before they are imported
-            return command(*args, **kwargs)
+            with stopping.handle_signals():
+                get_settings()  # sets the environment the libraries read before they are imported
+                return command(*args, **kwargs)
+        except stopping.Stopped as exc:
+            console.print(exc.message, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
         except PoiseError as exc:
             console.print(f"[bold red]error:[/] {exc.problem}", highlight=False)
             if exc.fix:
