@@ -295,6 +295,10 @@ def evaluate_on_holdout(task_spec: TaskSpec, split: Split, result: Any, columns:
     run.log_json("trials.json", [vars(r) for r in result.trials])
     if result.skipped:
         run.log_json("skipped_strategies.json", result.skipped)
+    if result.notes:  # why the search chose what it chose (a sampler or blend kept out on noise, say)
+        run.log_json("search_notes.json", result.notes)
+        for note in result.notes:
+            runtime.log().info("%s", note)
     return Candidate(
         model_name=task_spec.model_name, run_id=run.run_id, strategy=result.strategy, estimator=result.estimator,
         params=result.params, threshold=result.threshold, metric=task_spec.metric, cv_score=result.cv_score,
