@@ -167,9 +167,14 @@ def _word_value(words: str) -> float:
 
 
 def _fraction(value: str, percent: bool) -> float:
-    """A threshold as a fraction: percentages and numbers above 1 are divided by 100 (may fall outside (0, 1])."""
+    """A threshold as a fraction: percentages and bare numbers of 2 or more are divided by 100.
+
+    A bare number between 1 and 2 ("recall at least 1.2") is neither a fraction nor a percentage
+    anyone writes that way: it stays as written, so the range check refuses it instead of reading 1.2 %.
+    The result may fall outside (0, 1]; the caller reports that.
+    """
     number = float(value)
-    if percent or number > 1:
+    if percent or number >= 2:
         number /= 100
     return round(number, 10)
 
@@ -238,8 +243,10 @@ _METRIC_NAMES: list[tuple[str, re.Pattern[str]]] = [(metric, re.compile(pattern,
 ]]
 
 
-def _take_metric_names(text: str) -> tuple[str | None, float | None, str]:
-    """The first named metric (by position) and any beta; every name found is masked."""
+def _take_metric_names(text: str) -> tuple[str | None, float | None, list[str], list[str], str]:
+    """(first named metric, beta, other metrics named, a beta out of range as a problem, masked text).
+
+    Every name found is masked."""
     hits: list[tuple[int, str, float | None]] = []
     for metric, pattern in _METRIC_NAMES:
         for match in pattern.finditer(text):
@@ -254,10 +261,14 @@ def _take_metric_names(text: str) -> tuple[str | None, float | None, str]:
             text = _mask(text, *match.span())
     hits.sort(key=lambda hit: hit[0])
     betas = [b for _, _, b in hits if b is not None and 0 < b <= 100]
-    named = [m for _, m, _ in hits if m != "beta"]
+    problems = [f"beta {b:g} is outside (0, 100]: beta weighs recall against precision and must be above 0"
+                for _, _, b in hits if b is not None and not 0 < b <= 100]
+    named = list(dict.fromkeys(m for _, m, _ in hits if m != "beta"))
     beta = betas[0] if betas else None
     metric = named[0] if named else ("f_beta" if beta is not None else None)
-    return metric, beta, text
+    # poise optimises one metric: the others named are shown back, not silently dropped
+    unused = [f"{other} (poise optimises one metric, the first named: {metric})" for other in named[1:]]
+    return metric, beta, unused, problems, text
 
 
 # ------------------------------------------------------------------ precision / recall floors
@@ -481,8 +492,22 @@ def _seconds(match: re.Match[str]) -> float | None:
     return amount * _unit_seconds(match.group("unit"))
 
 
+#: Durations said as a fixed phrase, with no number to read: a quarter or half of an hour.
+_PHRASE_DURATIONS = [(re.compile(rf"(?<![\w]){pattern}(?![\w])", _I), seconds) for pattern, seconds in (
+    (r"quarter[\s-]hour", 900), (r"half[\s-]hour", 1800),
+    (r"(?:un\s+)?quart\s+d'\s*heure", 900), (r"(?:une\s+)?demi[\s-]heure", 1800),
+    (r"(?:eine\s+)?viertelstunde", 900), (r"(?:eine[rn]?\s+)?halbe[nr]?\s+stunde", 1800),
+    (r"(?:un\s+)?cuarto\s+de\s+hora", 900), (r"(?:una\s+)?media\s+hora", 1800),
+)]
+
+
 def _durations(text: str) -> list[tuple[int, int, float]]:
     """(start, end, seconds) of every duration, compounds such as '1 hour 30 minutes' summed."""
+    phrases: list[tuple[int, int, float]] = []
+    for pattern, seconds in _PHRASE_DURATIONS:
+        for match in pattern.finditer(text):
+            phrases.append((match.start(), match.end(), float(seconds)))
+            text = _mask(text, *match.span())
     found: list[tuple[int, int, float, float]] = []  # start, end, seconds, unit size
     for match in _DURATION.finditer(text):
         seconds = _seconds(match)
@@ -495,7 +520,10 @@ def _durations(text: str) -> list[tuple[int, int, float]]:
             found.append((start, match.end(), total + seconds, unit))
         else:
             found.append((match.start(), match.end(), seconds, unit))
-    return [(start, end, seconds) for start, end, seconds, _ in found]
+    return sorted([(start, end, seconds) for start, end, seconds, _ in found] + phrases)
+
+
+_NEGATIVE = re.compile(r"(?:^|[\s:=(])-$")  # attached to the number: " - " is a dash
 
 
 def _take_budget(text: str) -> tuple[float | None, list[str], list[str], str]:
@@ -504,6 +532,9 @@ def _take_budget(text: str) -> tuple[float | None, list[str], list[str], str]:
     durations = _durations(text)
     text = _mask_all(text, [(s, e) for s, e, _ in durations])
     candidates = [(s, e, bool(_BUDGET_CUE.search(text[max(0, s - 25):s])), v) for s, e, v in durations]
+    for i, (s, e, cued, v) in enumerate(candidates):  # "-5 minutes": the sign is part of what the user said
+        if sign := _NEGATIVE.search(original[:s]):
+            candidates[i] = (original.rindex("-", sign.start(), s), e, cued, -v)
     for pattern in (_BARE_BUDGET, _CLOCK):
         for match in pattern.finditer(text):
             seconds = (float(match.group("num")) if pattern is _BARE_BUDGET else
@@ -961,7 +992,7 @@ def read_task(text: str, columns: Sequence[str] | None = None, data: str | None 
     text = _clean(text)
     path, text = _take_path(text)
     seed, text = _take_seed(text)
-    named, beta, text = _take_metric_names(text)
+    named, beta, other_metrics, metric_problems, text = _take_metric_names(text)
     objective, lean = _objective(text), _lean(text)
     floors, floor_problems, text = _take_floors(text)
     budget, unused_durations, budget_problems, text = _take_budget(text)
@@ -980,8 +1011,10 @@ def read_task(text: str, columns: Sequence[str] | None = None, data: str | None 
         budget_seconds=budget,
         seed=seed,
     )
-    unread = [f.words for f in floors if f is not first[f.kind]] + unused_durations + _leftovers(text, columns)
-    return TaskReading(draft, found if target else None, tuple(unread), tuple(floor_problems + budget_problems))
+    unread = [f.words for f in floors if f is not first[f.kind]] + other_metrics + unused_durations \
+        + _leftovers(text, columns)
+    problems = metric_problems + floor_problems + budget_problems
+    return TaskReading(draft, found if target else None, tuple(unread), tuple(problems))
 
 
 def parse_task(text: str, columns: Sequence[str] | None = None, data: str | None = None) -> TaskDraft:

@@ -307,6 +307,7 @@ def test_numbers_the_passes_did_not_use_are_reported_as_written() -> None:
 @pytest.mark.parametrize(("text", "said"), [
     ("precision at least 150%", "more than 100%"), ("recall above 0", "constrains nothing"),
     ("within 99999 hours", "more than the 7 days"), ("train for 0 seconds", "no time at all"),
+    ("budget -5 minutes", "'-5 minutes' is no time at all"), ("recall at least 1.2", "more than 100%"),
 ])
 def test_values_out_of_range_are_problems_not_silence(text: str, said: str) -> None:
     from poise.agents.understand import read_task
@@ -314,6 +315,20 @@ def test_values_out_of_range_are_problems_not_silence(text: str, said: str) -> N
     reading = read_task(text)
     assert len(reading.problems) == 1 and said in reading.problems[0]
     assert (reading.draft.min_precision, reading.draft.min_recall, reading.draft.budget_seconds) == (None,) * 3
+
+
+def test_beta_out_of_range_is_a_problem_and_extra_metrics_are_shown_back() -> None:
+    from poise.agents.understand import read_task
+
+    assert "must be above 0" in read_task("F-beta with beta 0, 2 minutes").problems[0]
+    reading = read_task("maximise F1 and ROC AUC and MCC, 5 minutes")
+    assert reading.draft.metric == "f1" and reading.problems == ()
+    assert [words.split()[0] for words in reading.unread] == ["roc_auc", "mcc"]
+
+
+def test_a_bare_percentage_needs_two_digits_or_a_percent_sign() -> None:
+    assert parse_task("precision over 50").min_precision == 0.5
+    assert parse_task("precision at least 1.5%").min_precision == 0.015
 
 
 def test_a_duration_out_of_range_does_not_hide_the_budget() -> None:
@@ -328,6 +343,9 @@ def test_a_duration_out_of_range_does_not_hide_the_budget() -> None:
     ("rappel au moins 70%, 45 secondes", dict(min_recall=0.7, budget_seconds=45)),
     ("precisión de al menos 0,6 en 15 minutos", dict(min_precision=0.6, budget_seconds=900)),
     ("sensibilidad mínima 90 %, 2 horas", dict(min_recall=0.9, budget_seconds=7200)),
+    ("rappel d'au moins 90 %, un quart d'heure", dict(min_recall=0.9, budget_seconds=900)),
+    ("Präzision mindestens 50 %, eine halbe Stunde", dict(min_precision=0.5, budget_seconds=1800)),
+    ("precisión de al menos 0,6 en media hora", dict(min_precision=0.6, budget_seconds=1800)),
 ])
 def test_floors_and_durations_in_german_french_and_spanish(text: str, expected: dict) -> None:
     draft = parse_task(text)
