@@ -35,9 +35,11 @@ Rules chosen where words are ambiguous
   numbers are always kept in the draft. Otherwise a stated preference decides: "recall
   matters more than precision", "prioritise recall", "maximise recall" (with no floor) ->
   f_beta with beta 2; the precision-leaning phrases -> f_beta with beta 0.5. Else None.
-* Thresholds: "50%", "50 percent" and bare numbers above 1 ("precision over 50") are
+* Thresholds: "50%", "50 percent" and bare numbers of 2 and above ("precision over 50") are
   percentages; "miss no more than 10%" is a recall floor of 0.9; "9 out of 10" is 0.9;
-  "0,5" is 0.5. A floor above 100% or of 0 is not dropped: it is a problem of the reading.
+  "0,5" is 0.5. A floor above 100% (a bare 1.2 included) or of 0 is not dropped: it is a
+  problem of the reading, and so are a negative budget and a beta of 0. Metrics named after
+  the first are shown back as not used.
 * Budget: the first duration within range that follows a budget word ("within", "in",
   "budget", "for", ...) wins, else the first duration within range; a bare number counts only
   after "budget", "time limit" or "timeout" and is read as seconds. "a second" is never a
