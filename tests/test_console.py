@@ -100,7 +100,7 @@ def test_user_text_and_column_names_are_shown_as_text_never_run(page, live, host
     assert '<img src=x onerror="alert(2)">' not in html and "<b>bold</b>" not in html
     assert page.locator("img[src=x], b").count() == 0
     # every control the person decides with has a name a screen reader reads out
-    expect(page.get_by_label("Search budget (seconds)")).to_have_value("10")
+    expect(page.get_by_label("Training budget (seconds)")).to_have_value("10")
     expect(page.get_by_role("button", name="Approve")).to_be_visible()
     expect(page.get_by_role("button", name="Reject")).to_be_visible()
     assert unlabelled(page) == []

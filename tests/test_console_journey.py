@@ -97,14 +97,14 @@ def test_from_a_task_in_words_to_a_recovered_champion_in_the_browser(page, conso
     expect(page.locator("code.target")).to_have_text("target")
     expect(page.locator("dd.metric")).to_contain_text("recall_at_precision with precision ≥ 0.5")
     expect(page.get_by_label("Drop udi")).to_be_checked()
-    # the budget asked for, and the part of it the search gets once planning has spent its share
+    # the budget asked for, and the part of it training gets once planning has spent its share
     expect(page.locator("dd.budget")).to_have_text("20 s")
-    assert 0 < float(page.get_by_label("Search budget (seconds)").input_value()) <= 20
+    assert 0 < float(page.get_by_label("Training budget (seconds)").input_value()) <= 20
     shot(page, shots / "02-plan.png")
     shot(page, DOCS / "console-plan.png", full=False)
 
     # (3) a shorter budget, and recoveries that retrain wait for a person; then approve
-    page.get_by_label("Search budget (seconds)").fill(BUDGET)
+    page.get_by_label("Training budget (seconds)").fill(BUDGET)
     page.get_by_label("retrain may run without approval").uncheck()
     page.get_by_role("button", name="Approve").click()
 
