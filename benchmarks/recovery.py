@@ -50,6 +50,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from common import machine_info
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HERE = Path(__file__).resolve().parent
@@ -311,14 +313,7 @@ def monitor_detail(name: str, version: str, rows: int, home: Path) -> list[dict[
 
 # ---------------------------------------------------------------------- the report
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = machine_info()["cpu"]
     versions = " · ".join(f"{p} {metadata.version(p)}" for p in ("scikit-learn", "evidently", "mlflow", "prefect",
                                                                  "langgraph"))
     return (f"Python {platform.python_version()} · {versions} · {platform.machine()}, {os.cpu_count()} cores "

@@ -49,6 +49,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from common import poise_executable
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HERE = Path(__file__).resolve().parent
@@ -107,14 +109,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def poise_executable() -> str:
-    beside = Path(sys.executable).parent / "poise"
-    found = str(beside) if beside.exists() else shutil.which("poise")
-    if not found:
-        raise SystemExit("cannot find the poise executable (run with the venv's python)")
-    return found
 
 
 @dataclass
