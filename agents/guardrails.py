@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from poise.agents.understand import TaskReading
 from poise.contracts import (
+    DEFAULT_BUDGET_SECONDS,
     DataProfile,
     DataStep,
     DriftReport,
@@ -28,8 +29,8 @@ from poise.contracts import (
 )
 from poise.errors import PoiseError
 from poise.settings import Settings
+from poise.tools.data import normalise_column_name
 
-DEFAULT_BUDGET_SECONDS = 120.0
 ALWAYS_SEARCHED = ("none", "class_weight")  # the baselines every sampler must beat
 _STATED = ("data", "target", "positive_label", "metric", "min_precision", "min_recall", "beta", "budget_seconds",
            "seed")
@@ -48,17 +49,13 @@ def _grounded(value: float, text: str) -> bool:
     return False
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[\W_]+", "", name).lower()
-
-
 def match_column(name: str | None, columns: Sequence[str]) -> str | None:
     """The header's own spelling of ``name`` (case, spaces and punctuation ignored), or None."""
     if not name:
         return None
     if name in columns:
         return name
-    hits = [c for c in columns if _normalise(c) == _normalise(name)]
+    hits = [c for c in columns if normalise_column_name(c) == normalise_column_name(name)]
     return hits[0] if len(hits) == 1 else None
 
 
@@ -66,8 +63,8 @@ def close_columns(name: str, columns: Sequence[str], n: int = 5) -> list[str]:
     """Columns spelled like ``name`` or sharing a word with it, closest first (for error messages)."""
     import difflib
 
-    by_norm = {_normalise(c): c for c in columns}
-    close = [by_norm[m] for m in difflib.get_close_matches(_normalise(name), list(by_norm), n=n, cutoff=0.5)]
+    by_norm = {normalise_column_name(c): c for c in columns}
+    close = [by_norm[m] for m in difflib.get_close_matches(normalise_column_name(name), list(by_norm), n=n, cutoff=0.5)]
     words = {w for w in re.split(r"[\W_]+", name.lower()) if len(w) >= 3}
     close += [c for c in columns if words & set(re.split(r"[\W_]+", c.lower())) and c not in close]
     return close[:n]
@@ -80,7 +77,7 @@ def _no_such_target(name: str | None, columns: Sequence[str], data: str, from_te
                           f'name it in the task, e.g. "predict {list(columns)[-1]}"; columns: {listed}')
     close = close_columns(name, columns)
     hint = f"close names: {', '.join(map(repr, close))}" if close else f"columns: {listed}"
-    example = (close or [c for c in columns if _normalise(c) in ("target", "label", "class", "y")]
+    example = (close or [c for c in columns if normalise_column_name(c) in ("target", "label", "class", "y")]
                or list(columns)[-1:])[0]
     said = f"the task names {name!r}" if from_text else f"{name!r} was proposed"
     return PoiseError(f"{said} as the column to predict, but {data} has no such column",

@@ -111,6 +111,9 @@ def _mask_all(text: str, spans: list[tuple[int, int]]) -> str:
 
 
 def _norm(text: str) -> str:
+    """The parser's key for a column name and for a span of the text that may name it: ASCII letters and
+    digits only, as ``_words`` splits them. Not ``poise.tools.data.normalise_column_name`` (which keeps
+    every letter), whose module loads pandas: this one must import without it (test_import_is_light)."""
     return re.sub(r"[^0-9a-z]", "", text.lower())
 
 

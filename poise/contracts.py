@@ -34,6 +34,8 @@ METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
 Label = bool | int | float | str
 
 MAX_BUDGET_SECONDS = 7 * 24 * 3600
+#: The budget of a task (and of its plan) that names none.
+DEFAULT_BUDGET_SECONDS = 120.0
 
 #: Registered model names: what MLflow accepts and what is safe as a folder name and in a URL.
 MODEL_NAME_RULE = (
@@ -75,7 +77,7 @@ class TaskSpec(_Contract):
     min_precision: float | None = Field(default=None, gt=0.0, le=1.0)
     min_recall: float | None = Field(default=None, gt=0.0, le=1.0)
     beta: float = Field(default=1.0, gt=0.0, le=100.0, description="Beta of f_beta.")
-    budget_seconds: float = Field(default=120.0, gt=0.0, le=MAX_BUDGET_SECONDS)
+    budget_seconds: float = Field(default=DEFAULT_BUDGET_SECONDS, gt=0.0, le=MAX_BUDGET_SECONDS)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     model_name: str | None = Field(
         default=None, max_length=256, description="Registered model name; derived from the data file when empty."
@@ -307,7 +309,7 @@ class Plan(_Contract):
     search: SearchSpace
     cv_folds: int = Field(default=5, ge=2, le=10)
     holdout_fraction: float = Field(default=0.2, ge=0.05, le=0.5)
-    budget_seconds: float = Field(default=120.0, gt=0.0, le=MAX_BUDGET_SECONDS)
+    budget_seconds: float = Field(default=DEFAULT_BUDGET_SECONDS, gt=0.0, le=MAX_BUDGET_SECONDS)
     max_trials: int | None = Field(default=None, ge=1, le=100_000)
     ensemble_size: int = Field(
         default=5, ge=1, le=10,

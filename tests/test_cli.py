@@ -34,6 +34,19 @@ def test_help_does_not_import_the_heavy_stack():
     assert "train" in poise("--help").stdout
 
 
+def test_train_help_names_the_contracts_metrics_and_default_budget():
+    """The help is written out (reading the contracts would load pydantic on every start-up); it must
+    still say what the contracts say."""
+    import re
+
+    from poise.cli.train import BUDGET_SHOWN, METRIC_HELP
+    from poise.contracts import DEFAULT_BUDGET_SECONDS
+
+    named = re.findall(r"\b[a-z]+(?:_[a-z]+)+\b|\b(?:mcc|f1)\b", METRIC_HELP)
+    assert named == list(METRICS)
+    assert float(BUDGET_SHOWN.removesuffix(" s")) == DEFAULT_BUDGET_SECONDS
+
+
 @pytest.fixture(scope="module")
 def trained_ai4i(tmp_path_factory) -> dict:
     """`poise train` on the shipped AI4I file, with a precision constraint, as the README shows."""

@@ -379,6 +379,9 @@ def _normalise(name: object) -> str:
     return re.sub(r"[\W_]+", "", str(name)).lower()
 
 
+normalise_column_name = _normalise
+
+
 def prepare_target(frame: pd.DataFrame, target: str, positive_label: Label | None = None) -> LabelledTable:
     """Split the table into features and a binary 0/1 target; the positive class is stated or the rarer one."""
     target = resolve_column(frame, target, "target column")

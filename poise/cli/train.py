@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from poise.cli.common import console, print_json, print_notes, stdout, user_errors
 
+if TYPE_CHECKING:  # the contracts load pydantic and the pipelines the whole stack: not for `poise --help`
+    from poise.contracts import Label
+    from poise.pipelines.train import TrainingOutcome
+    from poise.tools.search import TrialRecord
+
+# The help is built before any command runs, so it cannot read poise.contracts without slowing every
+# start-up; tests/test_cli.py checks that it names exactly the contracts' METRICS and that --budget's
+# shown default is the contracts' DEFAULT_BUDGET_SECONDS.
 METRIC_HELP = (
     "What to maximise: average_precision, roc_auc, mcc, balanced_accuracy, f1, f_beta, g_mean, "
     "recall_at_precision (needs --min-precision), precision_at_recall (needs --min-recall)."
 )
+BUDGET_SHOWN = "120 s"
 
 
 def register(app: typer.Typer) -> None:
@@ -23,15 +32,17 @@ def register(app: typer.Typer) -> None:
 def train_command(
     data: Path = typer.Argument(..., help="The table: CSV (any delimiter, .gz ok) or Parquet."),
     target: str = typer.Option(..., "--target", "-t", help="The column to predict."),
-    metric: str = typer.Option(None, "--metric", "-m", help=METRIC_HELP),
-    min_precision: float = typer.Option(None, "--min-precision", help="Precision floor for recall_at_precision."),
-    min_recall: float = typer.Option(None, "--min-recall", help="Recall floor for precision_at_recall."),
+    metric: str | None = typer.Option(None, "--metric", "-m", help=METRIC_HELP),
+    min_precision: float | None = typer.Option(None, "--min-precision",
+                                               help="Precision floor for recall_at_precision."),
+    min_recall: float | None = typer.Option(None, "--min-recall", help="Recall floor for precision_at_recall."),
     beta: float = typer.Option(1.0, "--beta", help="Beta of f_beta (beta > 1 favours recall)."),
-    positive: str = typer.Option(None, "--positive", help="The class to catch (default: the rarer one)."),
-    budget: float = typer.Option(120.0, "--budget", "-b", help="Seconds for the whole command: it ends within "
-                                 "budget × 1.10 + 10 s, search and refit taking what start-up, evaluation "
-                                 "and registration leave."),
-    name: str = typer.Option(None, "--name", "-n", help="Registered model name (default: from the file name)."),
+    positive: str | None = typer.Option(None, "--positive", help="The class to catch (default: the rarer one)."),
+    budget: float | None = typer.Option(None, "--budget", "-b", show_default=BUDGET_SHOWN,
+                                        help="Seconds for the whole command: it ends within budget × 1.10 + 10 s, "
+                                        "search and refit taking what start-up, evaluation and registration leave."),
+    name: str | None = typer.Option(None, "--name", "-n",
+                                    help="Registered model name (default: from the file name)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same data, seed and budget give the same search."),
     promote: bool = typer.Option(True, "--promote/--no-promote", help="Make it @champion if it passes the gates."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the summary."),
@@ -43,9 +54,10 @@ def train_command(
 
     started = timing_budget.process_started()
     runtime.start_prefect_server(get_settings().home)  # it starts while the libraries load and the data is read
-    from poise.contracts import TaskSpec
+    from poise.contracts import DEFAULT_BUDGET_SECONDS, TaskSpec
     from poise.pipelines.train import train
 
+    budget = DEFAULT_BUDGET_SECONDS if budget is None else budget
     if metric is None:  # a stated constraint names the metric
         metric = "recall_at_precision" if min_precision else "precision_at_recall" if min_recall \
             else "f_beta" if beta != 1.0 else "average_precision"
@@ -67,7 +79,7 @@ def train_command(
         _print_summary(outcome)
 
 
-def _label(text: str | None) -> Any:
+def _label(text: str | None) -> Label | None:
     """'1' → 1, '2.0' → 2.0, 'yes' → 'yes': labels compare by value with the data's own."""
     if text is None:
         return None
@@ -79,7 +91,7 @@ def _label(text: str | None) -> Any:
     return text
 
 
-def _summary(outcome: Any) -> dict[str, Any]:
+def _summary(outcome: TrainingOutcome) -> dict[str, Any]:
     c = outcome.candidate
     return {
         "model": c.model_name,
@@ -106,7 +118,7 @@ def _summary(outcome: Any) -> dict[str, Any]:
     }
 
 
-def _print_summary(outcome: Any) -> None:
+def _print_summary(outcome: TrainingOutcome) -> None:
     from rich.table import Table
 
     c = outcome.candidate
@@ -167,7 +179,7 @@ class _SearchProgress:
     def stage(self, name: str) -> None:
         self.progress.update(self.task, description=name)
 
-    def trial(self, record: Any) -> None:
+    def trial(self, record: TrialRecord) -> None:
         best = "–" if record.best_score is None else f"{record.best_score:.4f}"
         self.progress.update(
             self.task, completed=min(record.elapsed, self.budget),
