@@ -18,6 +18,13 @@ from typing import Any
 
 from poise.contracts import AuditEvent
 
+#: A run's status while it waits for a person's answer (``poise approve`` / ``poise reject``).
+AWAITING_APPROVAL = "awaiting approval"
+#: The statuses a run ends in: nothing is left to resume.
+FINISHED = ("deployed", "not deployed", "gated out", "rejected", "no action", "kept as challenger")
+#: The kind of a recovery run (a lifecycle run's kind is the default, "lifecycle"; ``poise plan``'s is "plan").
+RECOVERY = "recovery"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,

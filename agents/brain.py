@@ -1,9 +1,10 @@
 """The Brain: one protocol, two minds.
 
-``RuleBrain`` is deterministic and offline: a careful parser of the task text and a planner
-driven by the data profile. ``LLMBrain`` asks a language model (any OpenAI-compatible
-endpoint) for the same contracts. Whatever a Brain says is a *draft*: the guardrails check
-it before anything acts on it, and the rules stand in whenever the LLM fails.
+``RuleBrain`` is deterministic and offline: a careful parser of the task text, a planner
+driven by the data profile, and ``rule_recovery``'s reading of a drift report. ``LLMBrain``
+asks a language model (any OpenAI-compatible endpoint) for the same contracts. Whatever a
+Brain says is a *draft*: the guardrails check it before anything acts on it, and the rules
+stand in whenever the LLM fails.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from poise.contracts import (
+    METRICS,
     ColumnDrop,
     DataProfile,
     DerivedFeature,
     DriftReport,
+    MonitorPolicy,
     Plan,
     PlanDraft,
     RecoveryDraft,
@@ -27,9 +30,17 @@ from poise.contracts import (
     TaskSpec,
 )
 
+if TYPE_CHECKING:  # the LLM client loads only when an LLM is configured
+    from poise.agents.llm import LLMSettings
+
 T = TypeVar("T", bound=BaseModel)
 
 RULES = "rules"
+#: The metrics as the LLM is told them: each of the contracts' names, the constrained ones with their floor.
+_METRICS_EXPLAINED = ", ".join(
+    name + {"recall_at_precision": " (a precision floor)", "precision_at_recall": " (a recall floor)"}.get(name, "")
+    for name in METRICS
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,7 @@ class Brain(Protocol):
 
 
 class RuleBrain:
-    """Deterministic, offline: the task parser and the data-driven planner."""
+    """Deterministic, offline: the task parser, the data-driven planner and the recovery rules."""
 
     mind = RULES
 
@@ -81,18 +92,44 @@ class RuleBrain:
         )
         return Thought(draft, self.mind, time.perf_counter() - started)
 
-
     def recompose(self, report: DriftReport, plan: Plan) -> Thought[RecoveryDraft]:
-        from poise.agents.recovery import rule_recovery
-
         started = time.perf_counter()
         return Thought(rule_recovery(report, plan.monitor), self.mind, time.perf_counter() - started)
+
+
+def rule_recovery(report: DriftReport, policy: MonitorPolicy) -> RecoveryDraft:
+    """The rules' answer to a drift report (the offline mind, and the fallback of an LLM)."""
+    if report.severity == "none":
+        return RecoveryDraft(action="none", reasons=["nothing crossed the policy's thresholds"])
+    if report.labelled_rows < policy.min_labelled_rows:
+        return RecoveryDraft(action="none", reasons=[
+            f"{report.labelled_rows} labelled recent row(s): too few to learn from and to judge a challenger on; "
+            "attach labels with poise feedback"])
+    features_moved = report.drifted_share >= policy.drift_share_watch
+    decayed = report.decay is not None and report.decay >= policy.decay_watch
+    if report.prior_shift and not features_moved:
+        return RecoveryDraft(action="retune_threshold", reasons=[
+            f"the minority share moved from {report.reference_minority_share:.2%} to "
+            f"{report.current_minority_share:.2%} while the features did not: a label-prior shift, which a new "
+            "threshold answers without retraining"])
+    if report.severity == "act" or decayed:
+        if features_moved:
+            strong = report.drifted_share >= policy.drift_share_act
+            return RecoveryDraft(action="retrain", reference_fraction=0.5 if strong else 1.0, reasons=[
+                f"{report.drifted_share:.0%} of the features drifted"
+                + (f" and {report.metric} fell by {report.decay:.3f}" if decayed else "")
+                + ": retrain on the recent rows beside "
+                + ("half of the old ones, which describe the present less well" if strong else "all the old ones")])
+        return RecoveryDraft(action="retrain", reference_fraction=0.25, reasons=[
+            f"{report.metric} fell by {report.decay:.3f} while the features did not move: the relation between "
+            "features and label changed, so the old rows count for less"])
+    return RecoveryDraft(action="none", reasons=["worth watching, not yet worth acting on"])
 
 
 class LLMBrain:
     """A language model behind an OpenAI-compatible endpoint, asked for the same contracts."""
 
-    def __init__(self, settings) -> None:  # noqa: ANN001 - LLMSettings, imported lazily
+    def __init__(self, settings: LLMSettings) -> None:
         from poise.agents.llm import LLMClient
 
         self.settings = settings
@@ -103,9 +140,8 @@ class LLMBrain:
         from poise.agents.llm import SYSTEM_RULES, data_block, quote_data
 
         user = "\n".join([
-            "Read the task below and fill the schema. Metrics: average_precision, roc_auc, mcc, "
-            "balanced_accuracy, f1, f_beta, g_mean, recall_at_precision (a precision floor), "
-            "precision_at_recall (a recall floor). budget_seconds is the time budget in seconds.",
+            f"Read the task below and fill the schema. Metrics: {_METRICS_EXPLAINED}. "
+            "budget_seconds is the time budget in seconds.",
             f"Task (the user's words): {quote_data(text, 2000)}",
             f"Data file given separately: {quote_data(data) if data else 'none'}",
             "The table's column names:" if columns else "The table's columns are unknown.",

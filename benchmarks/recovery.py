@@ -176,7 +176,7 @@ def run_dataset(dataset: str, budget: float, home: Path, seed: int, wait_idle: f
     import httpx
     import pandas as pd
 
-    from poise.agents.graph import Lifecycle
+    from poise.agents.runner import Lifecycle
     from poise.contracts import TaskSpec
     from poise.examples import drift
     from poise.examples.drift_demo import ModelServer, model_info, send_labels, send_rows

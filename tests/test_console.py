@@ -126,7 +126,8 @@ def test_user_text_and_column_names_are_shown_as_text_never_run(page, live, host
 
 
 def test_a_form_without_its_security_token_is_refused(live, hostile_table):
-    from poise.agents.graph import AWAITING_APPROVAL, Lifecycle
+    from poise.agents.audit import AWAITING_APPROVAL
+    from poise.agents.runner import Lifecycle
 
     lifecycle = Lifecycle()
     view = lifecycle.start("predict label, 10 seconds", hostile_table)
@@ -155,7 +156,7 @@ def test_beyond_loopback_needs_a_token():
 def test_with_tokens_a_person_logs_in_and_acts_under_their_name(browser, hostile_table):  # noqa: F811
     from playwright.sync_api import expect
 
-    from poise.agents.graph import Lifecycle
+    from poise.agents.runner import Lifecycle
     from poise.web.app import create_app
     from poise.web.auth import parse_tokens
 

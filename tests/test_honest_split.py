@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from poise.agents.graph import judge_derived_features, training_part, training_profile
+from poise.agents.training_data import judge_derived_features, training_part, training_profile
 from poise.contracts import DataStep, Plan, SearchSpace, TaskSpec
 from poise.pipelines.train import DEFAULT_HOLDOUT_FRACTION, honest_split
 

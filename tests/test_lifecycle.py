@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from poise.agents.audit import Journal
+from poise.agents.audit import AWAITING_APPROVAL, Journal
 from poise.agents.brain import RuleBrain
-from poise.agents.graph import AWAITING_APPROVAL, Lifecycle
+from poise.agents.runner import Lifecycle
 from poise.contracts import SearchSpace
 from poise.settings import get_settings
 from tests.conftest import AI4I

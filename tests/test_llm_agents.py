@@ -17,8 +17,8 @@ import pytest
 
 from poise.agents.audit import Journal
 from poise.agents.brain import LLMBrain
-from poise.agents.graph import plan_only
 from poise.agents.llm import LLMSettings
+from poise.agents.runner import plan_only
 from poise.settings import get_settings
 from tests.conftest import DATA
 from tests.llm_server import ScriptedLLMServer

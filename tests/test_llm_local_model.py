@@ -203,7 +203,7 @@ def test_the_lifecycle_plans_with_a_real_local_model(local_server: LocalServer) 
     """
     from poise.agents.audit import Journal
     from poise.agents.brain import LLMBrain
-    from poise.agents.graph import plan_only
+    from poise.agents.runner import plan_only
     from poise.settings import get_settings
     from tests.conftest import DATA
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from poise.agents.brain import RuleBrain
-from poise.agents.graph import AWAITING_APPROVAL, Lifecycle
-from poise.agents.recovery import rule_recovery
+from poise.agents.audit import AWAITING_APPROVAL
+from poise.agents.brain import RuleBrain, rule_recovery
+from poise.agents.runner import Lifecycle
 from poise.contracts import DataStep, DriftReport, FeatureDrift, MonitorPolicy, Plan, SearchSpace, TaskSpec
 from poise.registry import versions
 from tests.conftest import AI4I

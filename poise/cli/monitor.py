@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from poise.cli.common import console, print_json, stdout, user_errors
+
+if TYPE_CHECKING:  # the contracts load pydantic: only when a command runs
+    from poise.contracts import DriftReport
 
 _CURRENT = typer.Option(None, "--current", "-c", help="A table of recent rows (with the target column where "
                                                       "labels are known) instead of the logged predictions.")
@@ -25,8 +28,8 @@ def register(app: typer.Typer) -> None:
 @user_errors
 def monitor_command(
     name: str = typer.Argument(..., help="Registered model name: its @champion is checked."),
-    current: Path = _CURRENT,
-    window: int = _WINDOW,
+    current: Path | None = _CURRENT,
+    window: int | None = _WINDOW,
     html: bool = typer.Option(True, "--html/--no-html", help="Also write Evidently's HTML report."),
     as_json: bool = typer.Option(False, "--json", help="Print the DriftReport as JSON."),
 ) -> None:
@@ -41,7 +44,7 @@ def monitor_command(
     print_report(report)
 
 
-def print_report(report: Any) -> None:
+def print_report(report: DriftReport) -> None:
     colour = {"none": "green", "watch": "yellow", "act": "red"}[report.severity]
     stdout.print(f"{report.model_name} v{report.model_version}: severity [bold {colour}]{report.severity}[/] "
                  f"({report.current_rows} recent rows against {report.reference_rows})", highlight=False)
@@ -64,13 +67,14 @@ def print_report(report: Any) -> None:
 @user_errors
 def recover_command(
     name: str = typer.Argument(..., help="Registered model name."),
-    current: Path = _CURRENT,
-    window: int = _WINDOW,
-    budget: float = typer.Option(None, "--budget", "-b", help="Seconds for a retrain (default: the champion's)."),
+    current: Path | None = _CURRENT,
+    window: int | None = _WINDOW,
+    budget: float | None = typer.Option(None, "--budget", "-b",
+                                        help="Seconds for a retrain (default: the champion's)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Check for drift and, when the policy says act, run a recovery (or wait for approval)."""
-    from poise.agents.graph import Lifecycle
+    from poise.agents.runner import Lifecycle
     from poise.cli.runs import show_outcome
 
     with console.status("checking and recovering…"):
@@ -82,12 +86,12 @@ def recover_command(
 def watch_command(
     name: str = typer.Argument(..., help="Registered model name."),
     every: float = typer.Option(300.0, "--every", min=1.0, help="Seconds between checks."),
-    window: int = _WINDOW,
+    window: int | None = _WINDOW,
     recover: bool = typer.Option(True, "--recover/--monitor-only", help="Recover when the policy says act."),
-    checks: int = typer.Option(None, "--checks", min=1, help="Stop after this many checks (default: never)."),
+    checks: int | None = typer.Option(None, "--checks", min=1, help="Stop after this many checks (default: never)."),
 ) -> None:
     """Check the champion's newest predictions on a schedule; recover when the policy says act."""
-    from poise.agents.graph import Lifecycle
+    from poise.agents.runner import Lifecycle
     from poise.errors import PoiseError
     from poise.pipelines.monitor import monitor_flow
 
@@ -116,15 +120,15 @@ def watch_command(
 
 @user_errors
 def recoveries_command(
-    name: str = typer.Argument(None, help="Only this model's recoveries."),
+    name: str | None = typer.Argument(None, help="Only this model's recoveries."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Recovery runs and their outcomes."""
-    from poise.agents.audit import Journal
+    from poise.agents.audit import RECOVERY, Journal
     from poise.settings import get_settings
 
     journal = Journal(get_settings().home / "runs.db")
-    rows = [r for r in journal.runs(limit=1000) if r["kind"] == "recovery" and (name is None or r["model"] == name)]
+    rows = [r for r in journal.runs(limit=1000) if r["kind"] == RECOVERY and (name is None or r["model"] == name)]
     if as_json:
         print_json(rows)
         return

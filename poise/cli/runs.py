@@ -7,11 +7,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from poise.cli.common import console, print_json, stdout, user_errors
+
+if TYPE_CHECKING:  # the agents load the whole stack: only when a command runs
+    from poise.agents.notices import Notice
+    from poise.agents.runner import Lifecycle, RunView
+    from poise.contracts import Plan, TaskSpec
 
 
 def register(app: typer.Typer) -> None:
@@ -21,8 +26,8 @@ def register(app: typer.Typer) -> None:
         app.command(name)(command)
 
 
-def _lifecycle():  # noqa: ANN202
-    from poise.agents.graph import Lifecycle
+def _lifecycle() -> Lifecycle:
+    from poise.agents.runner import Lifecycle
 
     return Lifecycle()
 
@@ -30,7 +35,7 @@ def _lifecycle():  # noqa: ANN202
 @user_errors
 def run_command(
     text: str = typer.Argument(..., help='The task in plain words, e.g. "catch failures in data.csv, 2 minutes".'),
-    data: Path = typer.Option(None, "--data", "-d", help="The table, if the text does not name it."),
+    data: Path | None = typer.Option(None, "--data", "-d", help="The table, if the text does not name it."),
     auto_approve: bool = typer.Option(False, "--auto-approve", help="Train without waiting for approval."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (never asks)."),
 ) -> None:
@@ -48,7 +53,7 @@ def run_command(
     show_outcome(view, as_json, notices)
 
 
-def _ask(lifecycle, view):  # noqa: ANN001, ANN202
+def _ask(lifecycle: Lifecycle, view: RunView) -> RunView:
     from rich.prompt import Prompt
 
     choice = Prompt.ask("approve, edit, reject, or decide later?", choices=["a", "e", "r", "l"], default="l",
@@ -77,11 +82,11 @@ def _ask(lifecycle, view):  # noqa: ANN001, ANN202
 @user_errors
 def plan_command(
     text: str = typer.Argument(..., help="The task in plain words."),
-    data: Path = typer.Option(None, "--data", "-d", help="The table, if the text does not name it."),
+    data: Path | None = typer.Option(None, "--data", "-d", help="The table, if the text does not name it."),
     as_json: bool = typer.Option(False, "--json", help="Print the TaskSpec and Plan as JSON."),
 ) -> None:
     """Understand, profile and plan only: show what poise would do, train nothing."""
-    from poise.agents.graph import plan_only
+    from poise.agents.runner import plan_only
 
     with console.status("understanding, profiling and planning…"):
         result = plan_only(text, str(data) if data else None)
@@ -89,9 +94,10 @@ def plan_command(
         print_json({"task": result["task"], "plan": result["plan"],
                     "notices": [n.as_dict() for n in result["notices"]]})
         return
-    from poise.contracts import Plan, TaskSpec
+    from poise.agents.state import Contracts
 
-    _print_plan(TaskSpec.model_validate(result["task"]), Plan.model_validate(result["plan"]))
+    saved = Contracts(result)
+    _print_plan(saved.task, saved.plan)
     _print_notices(result["notices"])
 
 
@@ -136,8 +142,8 @@ def show_command(run_id: str = typer.Argument(...), as_json: bool = typer.Option
 @user_errors
 def approve_command(
     run_id: str = typer.Argument(...),
-    plan: Path = typer.Option(None, "--plan", help="An edited plan (JSON or YAML) to approve instead."),
-    approver: str = typer.Option(None, "--as", help="Who approves (default: the login name)."),
+    plan: Path | None = typer.Option(None, "--plan", help="An edited plan (JSON or YAML) to approve instead."),
+    approver: str | None = typer.Option(None, "--as", help="Who approves (default: the login name)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Approve a waiting run (optionally with an edited plan) and train it."""
@@ -155,7 +161,7 @@ def approve_command(
 def reject_command(
     run_id: str = typer.Argument(...),
     reason: str = typer.Option(..., "--reason", help="Why: it lands in the audit trail."),
-    approver: str = typer.Option(None, "--as", help="Who rejects (default: the login name)."),
+    approver: str | None = typer.Option(None, "--as", help="Who rejects (default: the login name)."),
 ) -> None:
     """Reject a waiting run: nothing is trained or registered."""
     view = _lifecycle().reject(run_id, reason, approver)
@@ -193,19 +199,19 @@ def audit_command(run_id: str = typer.Argument(...), as_json: bool = typer.Optio
 
 
 # ---------------------------------------------------------------------- display
-def _view_json(view, notices: list | None = None) -> dict[str, Any]:  # noqa: ANN001
+def _view_json(view: RunView, notices: list[Notice] | None = None) -> dict[str, Any]:
     keys = ("task", "plan", "report", "diagnosis", "recovery", "decision", "candidate", "gate")
     return {"run_id": view.run_id, "status": view.status, **{k: view.values.get(k) for k in keys},
             "notices": [n.as_dict() for n in notices or []]}
 
 
-def _notices(lifecycle, run_id: str) -> list:  # noqa: ANN001
+def _notices(lifecycle: Lifecycle, run_id: str) -> list[Notice]:
     from poise.agents.notices import notices
 
     return notices(lifecycle.journal.events(run_id))
 
 
-def _edit_notices(lifecycle, run_id: str, edited) -> list:  # noqa: ANN001
+def _edit_notices(lifecycle: Lifecycle, run_id: str, edited: Plan | None) -> list[Notice]:
     """What checking an edited plan changes, before it trains (an edit naming nothing known is an error here)."""
     from poise.agents.notices import Notice
 
@@ -215,7 +221,7 @@ def _edit_notices(lifecycle, run_id: str, edited) -> list:  # noqa: ANN001
     return [Notice("approve", "repaired", repair) for repair in repairs]
 
 
-def _print_notices(notices: list) -> None:
+def _print_notices(notices: list[Notice]) -> None:
     """Repairs and words not understood, where the person decides (not only in the audit)."""
     if notices:
         stdout.print("[bold yellow]check[/]: what poise changed, chose or did not understand:")
@@ -223,7 +229,7 @@ def _print_notices(notices: list) -> None:
         stdout.print(f"  {notice.line()}", markup=False, highlight=False)
 
 
-def show_outcome(view, as_json: bool, notices: list | None = None) -> None:  # noqa: ANN001
+def show_outcome(view: RunView, as_json: bool, notices: list[Notice] | None = None) -> None:
     if as_json:
         print_json(_view_json(view, notices))
         return
@@ -255,12 +261,12 @@ def show_outcome(view, as_json: bool, notices: list | None = None) -> None:  # n
     stdout.print(f"run {view.run_id}: {view.status}")
 
 
-def _show_plan(view) -> None:  # noqa: ANN001
+def _show_plan(view: RunView) -> None:
     if view.task and view.plan:
         _print_plan(view.task, view.plan)
 
 
-def _print_plan(task, plan) -> None:  # noqa: ANN001
+def _print_plan(task: TaskSpec, plan: Plan) -> None:
     constraint = (f" with precision ≥ {task.min_precision}" if task.metric == "recall_at_precision"
                   else f" with recall ≥ {task.min_recall}" if task.metric == "precision_at_recall" else "")
     stdout.print(f"[bold]task[/]: predict [cyan]{task.target}[/] in {task.data}; maximise {task.metric}{constraint};"
@@ -281,7 +287,7 @@ def _print_plan(task, plan) -> None:  # noqa: ANN001
             stdout.print(f"  - {line}", highlight=False)
 
 
-def _write_plan(view) -> Path:  # noqa: ANN001
+def _write_plan(view: RunView) -> Path:
     from poise.settings import get_settings
 
     path = get_settings().home / "runs" / view.run_id / "plan.json"
@@ -290,7 +296,7 @@ def _write_plan(view) -> Path:  # noqa: ANN001
     return path
 
 
-def _read_plan(path: Path):  # noqa: ANN202
+def _read_plan(path: Path) -> Plan:
     """An edited plan from JSON or YAML; validated like any other plan."""
     import yaml
     from pydantic import ValidationError

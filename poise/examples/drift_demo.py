@@ -283,7 +283,7 @@ def run_demo(dataset: str, budget: float, home: Path, seed: int = 0) -> int:
     """The whole demo; POISE_HOME must already point at ``home``. Returns the exit code."""
     import httpx
 
-    from poise.agents.graph import Lifecycle
+    from poise.agents.runner import Lifecycle
     from poise.contracts import TaskSpec
     from poise.pipelines.train import train
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -23,6 +23,9 @@ from poise.errors import PoiseError
 from poise.settings import Settings, get_settings
 from poise.web.auth import COOKIE, Session, Signer, holder, parse_tokens
 from poise.web.jobs import Jobs
+
+if TYPE_CHECKING:  # the agents load with the first page that needs them (``_warm_imports`` at start-up)
+    from poise.agents.runner import Lifecycle
 
 log = logging.getLogger("poise.web")
 HERE = Path(__file__).resolve().parent
@@ -42,13 +45,13 @@ class Console:
                                   trim_blocks=True, lstrip_blocks=True)
         environment.tests["contains"] = lambda sequence, item: item in sequence
         self.templates = Jinja2Templates(env=environment)
-        self._lifecycle: Any = None
+        self._lifecycle: Lifecycle | None = None
 
-    def lifecycle(self) -> Any:
+    def lifecycle(self) -> Lifecycle:
         """The console's one Lifecycle: requests read runs with it and the background work drives them (its
         checkpoint store serialises each read and write, so one connection serves every thread)."""
         if self._lifecycle is None:
-            from poise.agents.graph import Lifecycle
+            from poise.agents.runner import Lifecycle
 
             self._lifecycle = Lifecycle(self.settings)
         return self._lifecycle
@@ -135,7 +138,7 @@ def _warm_imports() -> None:
     import plotly.graph_objects  # noqa: F401
     import sklearn.metrics  # noqa: F401
 
-    import poise.agents.graph  # noqa: F401
+    import poise.agents.runner  # noqa: F401
     import poise.pipelines.monitor  # noqa: F401
     import poise.registry.versions  # noqa: F401
     import poise.tools.models  # noqa: F401

@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from poise.agents.audit import AWAITING_APPROVAL, FINISHED, RECOVERY
 from poise.errors import PoiseError
 from poise.web import facts
+
+if TYPE_CHECKING:
+    from poise.agents.runner import RunView
+    from poise.contracts import Plan
+    from poise.web.app import Console  # which imports this module
 
 router = APIRouter()
 
@@ -18,11 +24,10 @@ class FormRefused(PoiseError):
     """A POST without this session's CSRF token: answered 403, before anything acts on it."""
 
 #: Run statuses after which nothing more happens by itself.
-SETTLED = ("deployed", "not deployed", "gated out", "rejected", "no action", "kept as challenger", "failed",
-           "awaiting approval", "done", "planned")
+SETTLED = (*FINISHED, "failed", AWAITING_APPROVAL, "done", "planned")
 
 
-def _console(request: Request) -> Any:
+def _console(request: Request) -> Console:
     return request.app.state.console
 
 
@@ -84,7 +89,7 @@ def new_task(request: Request) -> HTMLResponse:
 @router.post("/runs", dependencies=[Depends(csrf_checked)])
 def start_run(request: Request, text: str = Form(""), data_file: UploadFile | None = File(None),
               known: str = Form("")) -> Response:
-    from poise.agents.graph import new_run_id
+    from poise.agents.runner import new_run_id
 
     console = _console(request)
     home = console.settings.home
@@ -157,7 +162,7 @@ def _status(request: Request, run_id: str) -> dict[str, Any]:
         status = "failed"
     if busy:
         phase = "working"
-    elif status == "awaiting approval":
+    elif status == AWAITING_APPROVAL:
         phase = "approval"
     elif status == "failed":
         phase = "failed"
@@ -170,8 +175,6 @@ def _status(request: Request, run_id: str) -> dict[str, Any]:
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: str) -> HTMLResponse:
-    from poise.agents.graph import RECOVERY
-
     console = _console(request)
     lifecycle = console.lifecycle()
     row = lifecycle.journal.run(run_id)
@@ -190,13 +193,13 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
                         repairs=facts.repairs_by_step(events), form=form, values=view.values)
 
 
-def _plan_form(view: Any, errors: list[str] | None = None) -> dict[str, Any]:
+def _plan_form(view: RunView, errors: list[str] | None = None) -> dict[str, Any]:
     """What the plan form offers: the registries' strategies and models, the profile's columns, the metrics."""
-    from poise.contracts import METRICS, RECOVERY_ACTIONS, DataProfile
+    from poise.contracts import METRICS, RECOVERY_ACTIONS
     from poise.tools.models import MODELS
     from poise.tools.strategies import STRATEGIES
 
-    profile = DataProfile.model_validate(view.values["profile"])
+    profile = view.contracts.profile
     return {"strategies": {k: v.description for k, v in STRATEGIES.items()},
             "models": {k: v.description for k, v in MODELS.items()},
             "columns": [c for c in profile.columns if c.name != profile.target],
@@ -212,8 +215,6 @@ async def approve(request: Request, run_id: str) -> Response:
 
 
 def _approve(request: Request, run_id: str, form: Any) -> Response:
-    from poise.agents.graph import RECOVERY
-
     console = _console(request)
     lifecycle = console.lifecycle()
     view = lifecycle.view(run_id)
@@ -241,26 +242,26 @@ def _approve(request: Request, run_id: str, form: Any) -> Response:
     return _see(f"/runs/{view.run_id}")
 
 
-def _must_wait(console: Any, view: Any) -> None:
+def _must_wait(console: Console, view: RunView) -> None:
     if view.pending is None or console.jobs.busy(view.run_id):
         raise PoiseError(f"run {view.run_id} is not waiting for approval (it is {view.status})",
                          "nothing to decide: see the run's page")
 
 
-def _edited_plan(console: Any, view: Any, form: Any) -> Any:
+def _edited_plan(console: Console, view: RunView, form: Any) -> Plan | None:
     """The plan as the person left the form; None when nothing changed. Checked like any plan before it runs."""
     from pydantic import ValidationError
 
     from poise.agents.guardrails import check_plan
-    from poise.contracts import METRICS, DataProfile, DataStep, Plan, TaskSpec
+    from poise.contracts import METRICS, DataStep, Plan
 
-    plan = view.plan
+    saved = view.contracts
+    plan = saved.plan
     drops = set(form.getlist("drop"))
     reasons = {s.column: s.reason for s in plan.data_steps if s.action == "drop"}
     steps = [s.model_dump() for s in plan.data_steps if s.action != "drop"]
     steps += [DataStep(action="drop", column=c, reason=reasons.get(c, "dropped by a person in the console")
-                       ).model_dump() for c in [c.name for c in DataProfile.model_validate(
-                           view.values["profile"]).columns] if c in drops]
+                       ).model_dump() for c in [c.name for c in saved.profile.columns] if c in drops]
     floors = {}
     for metric in METRICS:
         raw = str(form.get(f"floor_{metric}", "")).strip()
@@ -282,9 +283,7 @@ def _edited_plan(console: Any, view: Any, form: Any) -> Any:
         raise PoiseError(f"{where}: {first['msg']}", "correct that field and approve again") from None
     if edited == plan:
         return None
-    check_plan(edited, task=TaskSpec.model_validate(view.values["task"]),
-               profile=DataProfile.model_validate(view.values["profile"]),
-               baseline=Plan.model_validate(view.values["baseline"]), settings=console.settings)
+    check_plan(edited, task=saved.task, profile=saved.profile, baseline=saved.baseline, settings=console.settings)
     return edited
 
 
@@ -404,7 +403,6 @@ def monitoring_index(request: Request) -> HTMLResponse:
 
 @router.get("/monitoring/{name}", response_class=HTMLResponse)
 def monitoring_page(request: Request, name: str) -> HTMLResponse:
-    from poise.agents.graph import AWAITING_APPROVAL, RECOVERY
     from poise.pipelines.monitor import stored_reports
 
     console = _console(request)
@@ -447,7 +445,7 @@ def monitoring_report(request: Request, name: str, stem: str) -> FileResponse:
 @router.post("/monitoring/{name}/check", dependencies=[Depends(csrf_checked)])
 def check_batch(request: Request, name: str, batch: UploadFile = File(...)) -> Response:
     """Check a batch of rows for drift and recover when the policy says act (``poise recover NAME --current``)."""
-    from poise.agents.graph import new_run_id
+    from poise.agents.runner import new_run_id
 
     console = _console(request)
     facts.model_entry(name, console.settings.tracking_uri)

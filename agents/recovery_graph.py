@@ -9,12 +9,19 @@ than the noise of those rows, and still holds the plan's floors on the original 
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from poise.agents.audit import Journal
 from poise.agents.brain import Brain, think
-from poise.agents.graph import NodeBase
-from poise.contracts import DriftReport, MonitorPolicy, RecoveryDecision, RecoveryDraft
+from poise.agents.nodes import GraphNodes, add_approval_tail
+from poise.agents.state import ContractJson, Contracts, Decision, as_json
+from poise.contracts import DriftReport
 from poise.settings import Settings
+
+if TYPE_CHECKING:  # langgraph loads when a graph is built, not with this module
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.graph.state import CompiledStateGraph
 
 
 class RecoveryState(TypedDict, total=False):
@@ -23,75 +30,40 @@ class RecoveryState(TypedDict, total=False):
     current: str | None
     window: int | None
     budget_seconds: float | None
-    report: dict[str, Any]
-    recent: str | None
+    report: ContractJson  # DriftReport
+    recent: str | None  # the recent labelled rows the monitor kept, a file of the run's folder
     diagnosis: list[str]
-    recovery: dict[str, Any]
-    decision: dict[str, Any]  # the approval, as in the lifecycle graph
-    candidate: dict[str, Any]
-    gate: dict[str, Any]
+    recovery: ContractJson  # RecoveryDecision
+    decision: Decision  # the approval, as in the lifecycle graph
+    candidate: ContractJson  # Candidate
+    gate: ContractJson  # GateReport
     status: str
 
 
-def rule_recovery(report: DriftReport, policy: MonitorPolicy) -> RecoveryDraft:
-    """The rules' answer to a drift report (the offline mind, and the fallback of an LLM)."""
-    if report.severity == "none":
-        return RecoveryDraft(action="none", reasons=["nothing crossed the policy's thresholds"])
-    if report.labelled_rows < policy.min_labelled_rows:
-        return RecoveryDraft(action="none", reasons=[
-            f"{report.labelled_rows} labelled recent row(s): too few to learn from and to judge a challenger on; "
-            "attach labels with poise feedback"])
-    features_moved = report.drifted_share >= policy.drift_share_watch
-    decayed = report.decay is not None and report.decay >= policy.decay_watch
-    if report.prior_shift and not features_moved:
-        return RecoveryDraft(action="retune_threshold", reasons=[
-            f"the minority share moved from {report.reference_minority_share:.2%} to "
-            f"{report.current_minority_share:.2%} while the features did not: a label-prior shift, which a new "
-            "threshold answers without retraining"])
-    if report.severity == "act" or decayed:
-        if features_moved:
-            strong = report.drifted_share >= policy.drift_share_act
-            return RecoveryDraft(action="retrain", reference_fraction=0.5 if strong else 1.0, reasons=[
-                f"{report.drifted_share:.0%} of the features drifted"
-                + (f" and {report.metric} fell by {report.decay:.3f}" if decayed else "")
-                + ": retrain on the recent rows beside "
-                + ("half of the old ones, which describe the present less well" if strong else "all the old ones")])
-        return RecoveryDraft(action="retrain", reference_fraction=0.25, reasons=[
-            f"{report.metric} fell by {report.decay:.3f} while the features did not move: the relation between "
-            "features and label changed, so the old rows count for less"])
-    return RecoveryDraft(action="none", reasons=["worth watching, not yet worth acting on"])
-
-
-def build_recovery_graph(brain: Brain, journal: Any, settings: Settings, checkpointer: Any) -> Any:
+def build_recovery_graph(brain: Brain, journal: Journal, settings: Settings,
+                         checkpointer: BaseCheckpointSaver) -> CompiledStateGraph:
+    """The graph, in one place: a recovery that decides to do nothing ends at recompose."""
     from langgraph.graph import END, START, StateGraph
 
-    nodes = _RecoveryNodes(brain, journal, settings)
+    nodes = RecoveryNodes(brain, journal, settings)
     graph = StateGraph(RecoveryState)
     graph.add_node("monitor", nodes.step("monitoring", nodes.monitor))
     graph.add_node("diagnose", nodes.step("diagnosing", nodes.diagnose))
     graph.add_node("recompose", nodes.step("recomposing", nodes.recompose))
-    graph.add_node("approve", nodes.step("awaiting approval", nodes.approve))
-    graph.add_node("train", nodes.step("training", nodes.train))
-    graph.add_node("gate", nodes.step("gating", nodes.gate))
-    graph.add_node("deploy", nodes.step("deploying", nodes.deploy))
+    add_approval_tail(graph, nodes)  # approve → train → gate → deploy
     graph.add_edge(START, "monitor")
     graph.add_edge("monitor", "diagnose")
     graph.add_edge("diagnose", "recompose")
     graph.add_conditional_edges("recompose", lambda s: "approve" if s["recovery"]["action"] else END,
                                 ["approve", END])
-    graph.add_conditional_edges("approve", lambda s: "train" if s["decision"]["action"] != "reject" else END,
-                                ["train", END])
-    graph.add_edge("train", "gate")
-    graph.add_conditional_edges("gate", lambda s: "deploy" if s["gate"]["passed"] else END, ["deploy", END])
-    graph.add_edge("deploy", END)
     return graph.compile(checkpointer=checkpointer)
 
 
-class _RecoveryNodes(NodeBase):
-    def _folder(self, state: RecoveryState) -> Any:
+class RecoveryNodes(GraphNodes):
+    def _folder(self, state: RecoveryState) -> Path:
         return self.settings.home / "recoveries" / state["run_id"]
 
-    def monitor(self, state: RecoveryState) -> dict:
+    def monitor(self, state: RecoveryState) -> dict[str, Any]:
         from poise.pipelines.monitor import RECENT_FILE, monitor_flow
 
         folder = self._folder(state)
@@ -103,20 +75,19 @@ class _RecoveryNodes(NodeBase):
                                            "window": window, "html": report.html_path},
                     output=report.model_dump(mode="json", exclude={"policy"}))
         self.journal.set_status(state["run_id"], "monitoring", model=state["model"], version=report.model_version)
-        return {"report": report.model_dump(mode="json"), "recent": str(recent) if recent.exists() else None}
+        return {"report": as_json(report), "recent": str(recent) if recent.exists() else None}
 
-    def diagnose(self, state: RecoveryState) -> dict:
-        report = DriftReport.model_validate(state["report"])
-        facts = diagnosis(report)
+    def diagnose(self, state: RecoveryState) -> dict[str, Any]:
+        facts = diagnosis(Contracts(state).report)
         self._audit(state, "diagnose", None, "; ".join(facts), mind="rules", output={"diagnosis": facts})
         return {"diagnosis": facts}
 
-    def recompose(self, state: RecoveryState) -> dict:
+    def recompose(self, state: RecoveryState) -> dict[str, Any]:
         from poise.agents.guardrails import decision_from_draft
         from poise.pipelines.monitor import champion_of
         from poise.pipelines.recover import recovery_plan
 
-        report = DriftReport.model_validate(state["report"])
+        report = Contracts(state).report
         champion = champion_of(state["model"])
         thought = think(self.brain, "recompose", report, champion.plan)
         budget = state.get("budget_seconds") or champion.task.budget_seconds
@@ -127,16 +98,17 @@ class _RecoveryNodes(NodeBase):
             update["plan"] = recovery_plan(champion, decision.action, min(budget, self.settings.max_budget_seconds))
         decision = decision.model_copy(update=update)
         summary = ("no recovery: " if decision.action is None else f"{decision.action}: ") + "; ".join(decision.reasons)
-        self._audit(state, "recompose", thought, summary, inputs={"draft": thought.value.model_dump(mode="json")},
-                    output=decision.model_dump(mode="json"), repairs=repairs)
+        self._audit(state, "recompose", thought, summary, inputs={"draft": as_json(thought.value)},
+                    output=as_json(decision), repairs=repairs)
         if decision.action is None:
             self.journal.set_status(state["run_id"], "no action", summary[:1000])
-        return {"recovery": decision.model_dump(mode="json")}
+        return {"recovery": as_json(decision)}
 
-    def approve(self, state: RecoveryState) -> dict:
+    def approve(self, state: RecoveryState) -> dict[str, Any]:
         from langgraph.types import interrupt
 
-        decision = RecoveryDecision.model_validate(state["recovery"])
+        decision = Contracts(state).recovery
+        answer: Decision
         if decision.unattended:
             answer = {"action": "approve", "approver": "policy"}
         else:
@@ -155,12 +127,12 @@ class _RecoveryNodes(NodeBase):
                     output={"action": answer["action"]})
         return {"decision": answer}
 
-    def train(self, state: RecoveryState) -> dict:
+    def train(self, state: RecoveryState) -> dict[str, Any]:
         from poise.pipelines.monitor import champion_of
         from poise.pipelines.recover import retraining_table, retraining_task, retune_flow
         from poise.pipelines.train import run_training
 
-        decision = RecoveryDecision.model_validate(state["recovery"])
+        decision = Contracts(state).recovery
         if decision.action == "retune_threshold":
             candidate = retune_flow(state["model"], state["recent"], decision.recent_eval_fraction)
             flow_run = None
@@ -173,26 +145,26 @@ class _RecoveryNodes(NodeBase):
                     f"({decision.action}): {candidate.strategy}/{candidate.estimator}, threshold "
                     f"{candidate.threshold:.4f}", mind="search",
                     inputs={"run_id": candidate.run_id, "flow_run_id": flow_run},
-                    output=candidate.model_dump(mode="json"))
+                    output=as_json(candidate))
         self.journal.set_status(state["run_id"], "training", model=candidate.model_name, version=candidate.version)
-        return {"candidate": candidate.model_dump(mode="json")}
+        return {"candidate": as_json(candidate)}
 
-    def gate(self, state: RecoveryState) -> dict:
+    def gate(self, state: RecoveryState) -> dict[str, Any]:
         from poise.pipelines.monitor import champion_of
         from poise.pipelines.recover import challenge_flow, judging_metric
 
-        decision = RecoveryDecision.model_validate(state["recovery"])
-        candidate = state["candidate"]
+        saved = Contracts(state)
+        decision = saved.recovery
         metric = judging_metric(champion_of(state["model"]).task, decision.action)
-        gate = challenge_flow(state["model"], candidate["version"], state["recent"], decision.recent_eval_fraction,
+        gate = challenge_flow(state["model"], saved.candidate.version, state["recent"], decision.recent_eval_fraction,
                               metric)
         status = "passed the gates" if gate.passed else "kept as challenger"
         self._audit(state, "gate", None, f"{status}: " + "; ".join(gate.reasons), mind="gates",
-                    output=gate.model_dump(mode="json"))
+                    output=as_json(gate))
         self.journal.set_status(state["run_id"], status, "; ".join(gate.reasons)[:1000])
         if not gate.passed:
             self._log_audit(state)
-        return {"gate": gate.model_dump(mode="json")}
+        return {"gate": as_json(gate)}
 
 
 def diagnosis(report: DriftReport) -> list[str]:
@@ -214,4 +186,4 @@ def diagnosis(report: DriftReport) -> list[str]:
     return facts
 
 
-__all__ = ["build_recovery_graph", "diagnosis", "rule_recovery"]
+__all__ = ["RecoveryState", "build_recovery_graph", "diagnosis"]
