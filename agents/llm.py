@@ -13,7 +13,6 @@ and reading settings or quoting data must stay cheap.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import unicodedata
@@ -21,7 +20,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from poise.settings import env_problems
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import openai
@@ -42,30 +44,26 @@ class LLMSettingsError(ValueError):
     """A setting (usually an environment variable) has a value poise cannot use."""
 
 
-#: Which environment variables feed which setting, first one set wins.
-_ENV_NAMES: dict[str, tuple[str, ...]] = {
-    "base_url": ("POISE_LLM_BASE_URL", "OPENAI_BASE_URL"),
-    "model": ("POISE_LLM_MODEL", "OPENAI_MODEL"),
-    "api_key": ("POISE_LLM_API_KEY", "OPENAI_API_KEY"),
-    "timeout_seconds": ("POISE_LLM_TIMEOUT",),
-    "retries": ("POISE_LLM_RETRIES",),
-    "max_tokens": ("POISE_LLM_MAX_TOKENS",),
-}
-
-
-class LLMSettings(BaseModel):
+class LLMSettings(BaseSettings):
     """Where the model lives and how patiently poise talks to it.
 
+    Read from ``POISE_LLM_*`` variables, or the ``OPENAI_*`` ones for the endpoint, model and key;
+    an empty variable counts as unset, and values given by name win over the environment.
     Bounded so a typo in the environment (a timeout of 3e9, retries of -1) fails loudly at start-up
     instead of hanging a run. The key is a SecretStr so it never shows up in a repr or a log line.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="POISE_LLM_", env_ignore_empty=True, str_strip_whitespace=True,
+                                      extra="forbid", frozen=True, validate_by_name=True)
 
-    base_url: str | None = Field(default=None, max_length=2048, description="OpenAI-compatible endpoint, e.g. .../v1")
-    model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=256)
-    api_key: SecretStr | None = None
-    timeout_seconds: float = Field(default=30.0, gt=0.0, le=600.0, description="Per request, per attempt.")
+    base_url: str | None = Field(default=None, max_length=2048, description="OpenAI-compatible endpoint, e.g. .../v1",
+                                 validation_alias=AliasChoices("POISE_LLM_BASE_URL", "OPENAI_BASE_URL"))
+    model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=256,
+                       validation_alias=AliasChoices("POISE_LLM_MODEL", "OPENAI_MODEL"))
+    api_key: SecretStr | None = Field(default=None,
+                                      validation_alias=AliasChoices("POISE_LLM_API_KEY", "OPENAI_API_KEY"))
+    timeout_seconds: float = Field(default=30.0, gt=0.0, le=600.0, description="Per request, per attempt.",
+                                   validation_alias=AliasChoices("POISE_LLM_TIMEOUT"))
     retries: int = Field(default=1, ge=0, le=10, description="Extra attempts after a timeout or a 5xx/429.")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(default=800, ge=16, le=32_768)
@@ -86,42 +84,12 @@ class LLMSettings(BaseModel):
         return self.base_url is not None or self.api_key is not None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> LLMSettings:
-        """Read POISE_LLM_* (preferred) or OPENAI_* variables; empty values count as unset."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for field, names in _ENV_NAMES.items():
-            found = _first_set(env, names)
-            if found is not None:
-                values[field] = found[1]
-        if "api_key" not in values and "base_url" in values:
-            values["api_key"] = PLACEHOLDER_API_KEY
+    def from_env(cls) -> LLMSettings:
+        """The settings of the environment, or an LLMSettingsError naming the variable to fix."""
         try:
-            return cls(**values)
+            return cls()
         except ValidationError as exc:
-            raise LLMSettingsError(_describe_settings_error(exc, env)) from None
-
-
-def _first_set(env: Mapping[str, str], names: Iterable[str]) -> tuple[str, str] | None:
-    for name in names:
-        value = env.get(name, "").strip()
-        if value:
-            return name, value
-    return None
-
-
-def _describe_settings_error(exc: ValidationError, env: Mapping[str, str]) -> str:
-    """Name the environment variable, not the pydantic field: that is what the user has to fix."""
-    problems = []
-    for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
-        found = _first_set(env, _ENV_NAMES.get(field, ()))
-        if found is None:
-            problems.append(f"{field}: {error['msg']}")
-        else:
-            shown = "<hidden>" if field == "api_key" else repr(found[1][:80])
-            problems.append(f"{found[0]}={shown}: {error['msg']}")
-    return "invalid LLM settings: " + "; ".join(problems)
+            raise LLMSettingsError(f"invalid LLM settings: {env_problems(exc, cls)}") from None
 
 
 # --------------------------------------------------------------------------- errors and answers

@@ -14,19 +14,19 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from poise.contracts import MAX_BUDGET_SECONDS
+from poise.errors import PoiseError
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+class Settings(BaseSettings):
+    """Read from ``POISE_*`` environment variables; an empty variable counts as unset."""
 
-
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = SettingsConfigDict(env_prefix="POISE_", env_ignore_empty=True, frozen=True)
 
     home: Path = Field(description="Root of everything poise writes (POISE_HOME).")
     tracking_uri: str = Field(description="MLflow tracking and registry store (POISE_TRACKING_URI).")
@@ -42,35 +42,47 @@ class Settings(BaseModel):
         description="Run training on a Prefect worker through this deployment, e.g. poise-train/train "
                     "(POISE_TRAIN_DEPLOYMENT); unset, training runs in this process.",
     )
-    server_urls: list[str] = Field(
+    server_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Model servers to tell about a promotion, comma-separated (POISE_SERVER_URLS); "
                     "servers started with `poise serve` on this machine are found without it.",
     )
 
+    @model_validator(mode="before")
     @classmethod
-    def from_env(cls) -> Settings:
-        home = Path(_env("POISE_HOME", str(Path.home() / ".poise"))).expanduser().resolve()
-        tracking_uri = _env("POISE_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    def _places_under_home(cls, data: Any) -> Any:
+        """Each store defaults to a place under ``home``, so pointing POISE_HOME elsewhere moves them all."""
+        if not isinstance(data, dict):
+            return data
+        home = _home(data.get("home"))
+        tracking_uri = data.get("tracking_uri") or f"sqlite:///{home / 'mlflow.db'}"
         # a tracking server keeps the artifacts itself, where every machine can reach them
-        served = tracking_uri.startswith(("http://", "https://"))
-        return cls(
-            home=home,
-            tracking_uri=tracking_uri,
-            artifact_root=_env("POISE_ARTIFACT_ROOT") or ("mlflow-artifacts:/" if served
-                                                          else (home / "artifacts").as_uri()),
-            optuna_storage=_env("POISE_OPTUNA_STORAGE") or f"sqlite:///{home / 'optuna.db'}",
-            experiment=_env("POISE_EXPERIMENT", "poise"),
-            max_budget_seconds=float(_env("POISE_MAX_BUDGET_SECONDS", str(6 * 3600))),
-            train_deployment=_env("POISE_TRAIN_DEPLOYMENT"),
-            server_urls=[u.strip() for u in (_env("POISE_SERVER_URLS") or "").split(",") if u.strip()],
-        )
+        served = str(tracking_uri).startswith(("http://", "https://"))
+        return {
+            **data, "home": home, "tracking_uri": tracking_uri,
+            "artifact_root": data.get("artifact_root") or ("mlflow-artifacts:/" if served
+                                                           else (home / "artifacts").as_uri()),
+            "optuna_storage": data.get("optuna_storage") or f"sqlite:///{home / 'optuna.db'}",
+        }
+
+    @field_validator("server_urls", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return [u.strip() for u in value.split(",") if u.strip()] if isinstance(value, str) else value
+
+
+def _home(value: str | Path | None) -> Path:
+    return Path(value or Path.home() / ".poise").expanduser().resolve()
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The settings of this process, read from the environment once."""
-    settings = Settings.from_env()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise PoiseError(f"invalid settings: {env_problems(exc, Settings)}",
+                         "correct the variable, or unset it for the default") from None
     settings.home.mkdir(parents=True, exist_ok=True)
     _keep_libraries_inside_home(settings)
     return settings
@@ -79,6 +91,33 @@ def get_settings() -> Settings:
 def reset_settings() -> None:
     """Forget the cached settings (tests change ``POISE_HOME`` between cases)."""
     get_settings.cache_clear()
+
+
+def env_problems(exc: ValidationError, settings: type[BaseSettings]) -> str:
+    """What is wrong, named by the environment variable that was set: that is what the user has to fix.
+
+    The value of a key or token is never shown.
+    """
+    variables = _variables(settings)
+    problems = []
+    for error in exc.errors():
+        where = str(error["loc"][0]) if error["loc"] else ""  # a field, or the alias it was read under
+        field = next((f for f, names in variables.items() if where.upper() in names), where)
+        set_here = [name for name in variables.get(field, []) if os.environ.get(name, "").strip()]
+        found = (set_here[0], os.environ[set_here[0]]) if set_here else None
+        if found is None:
+            problems.append(f"{where}: {error['msg']}" if where else error["msg"])
+        else:
+            secret = any(word in field for word in ("key", "token"))
+            problems.append(f"{found[0]}={'<hidden>' if secret else repr(found[1][:80])}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def _variables(settings: type[BaseSettings]) -> dict[str, list[str]]:
+    """Field → the environment variables it is read from (its alias choices, else prefix + name)."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    return {field: [str(c).upper() for c in getattr(info.validation_alias, "choices", [])]
+            or [f"{prefix}{field}".upper()] for field, info in settings.model_fields.items()}
 
 
 def _keep_libraries_inside_home(settings: Settings) -> None:
@@ -115,4 +154,4 @@ _LIBRARY_DEFAULTS = {
 for _name, _value in _LIBRARY_DEFAULTS.items():
     os.environ.setdefault(_name, _value)
 if "PREFECT_HOME" not in os.environ:  # Prefect reads it once, possibly before get_settings() runs
-    os.environ["PREFECT_HOME"] = str(Path(_env("POISE_HOME", str(Path.home() / ".poise"))).expanduser() / "prefect")
+    os.environ["PREFECT_HOME"] = str(_home(os.environ.get("POISE_HOME")) / "prefect")

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from poise.agents.llm import (
     DATA_CLOSE,
@@ -348,11 +348,15 @@ def test_settings_fall_back_to_openai_variables(clean_env: pytest.MonkeyPatch) -
     assert settings.configured and settings.base_url is None and settings.model == "gpt-x"
 
 
-def test_local_base_url_without_key_gets_placeholder(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("POISE_LLM_BASE_URL", "http://127.0.0.1:8080/v1")
+def test_local_base_url_without_key_sends_a_placeholder(clean_env: pytest.MonkeyPatch,
+                                                        server: ScriptedLLMServer) -> None:
+    clean_env.setenv("POISE_LLM_BASE_URL", server.base_url)
     settings = LLMSettings.from_env()
-    assert settings.configured
-    assert settings.api_key is not None and settings.api_key.get_secret_value() == "not-needed"
+    assert settings.configured and settings.api_key is None
+    server.reply_json({"answer": "ok", "score": 1})
+    with LLMClient(settings) as client:
+        ask(client)
+    assert server.headers[0]["authorization"] == "Bearer not-needed"
 
 
 @pytest.mark.parametrize(
@@ -366,12 +370,22 @@ def test_local_base_url_without_key_gets_placeholder(clean_env: pytest.MonkeyPat
         ("POISE_LLM_RETRIES", "99"),
         ("POISE_LLM_MAX_TOKENS", "0"),
         ("POISE_LLM_BASE_URL", "ftp://example.invalid"),
+        ("OPENAI_BASE_URL", "ftp://example.invalid"),
     ],
 )
 def test_bad_setting_names_the_variable(clean_env: pytest.MonkeyPatch, name: str, value: str) -> None:
     clean_env.setenv(name, value)
     with pytest.raises(LLMSettingsError, match=name):
         LLMSettings.from_env()
+
+
+def test_settings_given_by_name_win_over_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("POISE_LLM_MODEL", "from-env")
+    clean_env.setenv("POISE_LLM_MAX_TOKENS", "64")
+    settings = LLMSettings(model="given", base_url="http://127.0.0.1:9/v1")
+    assert (settings.model, settings.max_tokens, settings.base_url) == ("given", 64, "http://127.0.0.1:9/v1")
+    with pytest.raises(ValidationError, match="timeout_secs"):
+        LLMSettings(timeout_secs=5)  # a misspelt setting is an error, not silently ignored
 
 
 # --------------------------------------------------------------------------- prompt hygiene

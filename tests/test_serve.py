@@ -155,6 +155,46 @@ def test_an_uploaded_european_csv_scores_as_its_numbers_and_says_how_it_was_read
     assert client.post("/predict", json={"record": records(on_v1, 1)[0]}).json()["warnings"] == []
 
 
+def test_an_upload_over_the_limit_is_413_naming_it(on_v1):
+    import httpx
+    from fastapi.testclient import TestClient
+
+    from poise.deploy.server import create_app
+
+    text = on_v1.head(40).to_csv(index=False)
+    limit = len(text) - 1
+    with TestClient(create_app(NAME, poll_seconds=600, token=None, max_csv_bytes=limit)) as small:
+
+        def chunks(body: bytes):  # no Content-Length: the server has to count what arrives
+            yield from (body[start:start + 100] for start in range(0, len(body), 100))
+
+        form = httpx.Request("POST", "http://server/predict/csv", files={"file": ("rows.csv", text, "text/csv")})
+        for sent in ({"content": text, "headers": {"Content-Type": "text/csv"}},
+                     {"files": {"file": ("rows.csv", text, "text/csv")}},
+                     {"content": chunks(text.encode()), "headers": {"Content-Type": "text/csv"}},
+                     {"content": chunks(form.read()), "headers": {"Content-Type": form.headers["Content-Type"]}}):
+            response = small.post("/predict/csv", **sent)
+            assert response.status_code == 413, response.text
+            detail = response.json()["detail"]
+            assert f"limit of {limit:,} bytes" in detail["problem"] and f"at most {limit:,} bytes" in detail["fix"]
+        fits = small.post("/predict/csv", content=text[: text.index("\n", 1000)], headers={"Content-Type": "text/csv"})
+        assert fits.status_code == 200, fits.text
+
+
+def test_a_csv_sent_as_a_form_body_or_under_another_field_is_still_the_csv(client, on_v1):
+    text = on_v1.head(10).to_csv(index=False, sep=";")  # curl --data-binary @rows.csv says it is a form
+    as_form = client.post("/predict/csv", content=text, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert as_form.status_code == 200, as_form.text
+    other_field = client.post("/predict/csv", files={"rows": ("rows.csv", text, "text/csv")})
+    assert other_field.status_code == 200, other_field.text
+    assert other_field.json()["predictions"] == as_form.json()["predictions"]
+    assert len(as_form.json()["predictions"]) == 10
+    form_without_file = b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nforgot the file\r\n--b--\r\n'
+    no_file = client.post("/predict/csv", content=form_without_file,
+                          headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert no_file.status_code == 422 and "no file part" in no_file.json()["detail"]["problem"]
+
+
 # --- status -----------------------------------------------------------------------------------------------------
 
 
@@ -168,6 +208,34 @@ def test_model_and_health_describe_the_served_version(client):
     assert health["status"] == "ok" and (health["model"], health["version"]) == (NAME, "1")
     assert health["loaded_at"] and health["last_swap_error"] is None
     assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200
+
+
+def test_every_answer_is_the_model_its_route_documents(client, on_v1):
+    from poise.deploy import schemas
+
+    api = client.get("/openapi.json").json()
+
+    def documented(method: str, path: str) -> str:
+        return api["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+
+    text = on_v1.head(3).to_csv(index=False)
+    answers = {
+        ("get", "/health"): (client.get("/health"), schemas.HealthResponse),
+        ("get", "/model"): (client.get("/model"), schemas.ModelInfo),
+        ("post", "/predict"): (client.post("/predict", json={"record": records(on_v1, 1)[0]}), schemas.PredictResponse),
+        ("post", "/predict/csv"): (client.post("/predict/csv", content=text, headers={"Content-Type": "text/csv"}),
+                                   schemas.PredictResponse),
+        ("post", "/admin/reload"): (client.post("/admin/reload"), schemas.ReloadResponse),
+    }
+    request_id = answers["post", "/predict"][0].json()["request_id"]
+    answers["post", "/feedback"] = (client.post("/feedback", json={"request_id": request_id, "labels": [1]}),
+                                    schemas.FeedbackResponse)
+    for (method, path), (response, model) in answers.items():
+        assert response.status_code == 200, (path, response.text)
+        assert documented(method, path) == f"#/components/schemas/{model.__name__}", path
+        assert model.model_validate(response.json()).model_dump(mode="json") == response.json(), path  # no extra keys
+    upload = api["paths"]["/predict/csv"]["post"]["requestBody"]["content"]
+    assert set(upload) == {"multipart/form-data", "text/csv"}
 
 
 def test_the_model_to_serve_is_named_or_the_only_one(trained, monkeypatch):
