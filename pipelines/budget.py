@@ -35,8 +35,6 @@ TAIL_SECONDS = 8.0
 EXIT_SECONDS = 2.0
 #: Scoring, writing the reference rows and logging the model grow with the table's cells.
 TAIL_SECONDS_PER_MILLION_CELLS = 4.0
-#: Feature judging may use this share of the time left for search and refit.
-FEATURE_SHARE = 0.25
 #: Below this, judging is skipped: its baseline cross-validation alone takes about 1 s on AI4I.
 MIN_JUDGING_SECONDS = 2.0
 

@@ -218,7 +218,7 @@ def plan_from_data(task_spec: TaskSpec, profile: DataProfile, split: Split, seco
     from poise.tools import planning
 
     runtime.stage("planning")
-    judging = budget.FEATURE_SHARE * seconds_left
+    judging = planning.FEATURE_SHARE * seconds_left
     if judging < budget.MIN_JUDGING_SECONDS:  # judging would only take time from the search
         plan = planning.default_plan(task_spec, profile)
         return plan.model_copy(update={"rationale": [

@@ -107,19 +107,25 @@ def keep_helpful(
 
         keep, _ = train_test_split(np.arange(len(y)), train_size=MAX_ROWS, stratify=y, random_state=seed)
         X, y = X.iloc[keep], y[keep]
-    deadline = time.monotonic() + (max_seconds if max_seconds is not None else float("inf"))
+    started = time.monotonic()
+    deadline = started + (max_seconds if max_seconds is not None else float("inf"))
     baseline = _cv_average_precision(X, y, base, [], seed, folds)
+    one = time.monotonic() - started  # what one more cross-validation will take, about
+
+    def fits() -> bool:  # a judgement is not started unless it can end in time
+        return time.monotonic() + one <= deadline
+
     kept = []
     for step in proposals:
-        if time.monotonic() > deadline:
+        if not fits():
             break
         gain = _cv_average_precision(X, y, base, [step], seed, folds) - baseline
         if judged is not None:
             judged.append(step.column)
         if gain >= MIN_GAIN:
             kept.append((step, gain))
-    if len(kept) > 1:  # together they must still beat the baseline
-        together = _cv_average_precision(X, y, base, [s for s, _ in kept], seed, folds) - baseline
+    if len(kept) > 1:  # together they must still beat the baseline; without time to check, the best alone
+        together = _cv_average_precision(X, y, base, [s for s, _ in kept], seed, folds) - baseline if fits() else -1.0
         if together < max(g for _, g in kept):
             kept = [max(kept, key=lambda sg: sg[1])]
     return kept

@@ -16,6 +16,9 @@ from poise.contracts import DataProfile, DataStep, GateReport, Gates, Plan, Sear
 from poise.tools.models import MODELS
 from poise.tools.strategies import STRATEGIES
 
+#: Judging derived features may take this share of the time left for search and refit: it takes from
+#: the search, and a boosted model finds most sums and ratios by itself.
+FEATURE_SHARE = 0.15
 
 def data_steps(profile: DataProfile) -> list[DataStep]:
     """Drop identifiers, leaks and constants; expand date/time columns. Each with its reason."""
@@ -182,7 +185,7 @@ def judge_derived(
 
 
 def judge_derived_within_budget(plan: Plan, profile: DataProfile, X: pd.DataFrame, y: np.ndarray, seed: int = 0,
-                                share: float = 0.25) -> Plan:
+                                share: float = FEATURE_SHARE) -> Plan:
     """Judge the plan's derived features (``judge_derived``) within ``share`` of its budget, and take the
     time spent out of the search's budget, so the whole run still fits in the time the user gave.
 
@@ -204,7 +207,7 @@ def judge_derived_within_budget(plan: Plan, profile: DataProfile, X: pd.DataFram
 
 
 def plan_with_data(task: TaskSpec, profile: DataProfile, X: pd.DataFrame, y: np.ndarray,
-                   feature_share: float = 0.25) -> Plan:
+                   feature_share: float = FEATURE_SHARE) -> Plan:
     """The data-driven plan plus the derived features that help, judged within a share of the task's budget."""
     return judge_derived_within_budget(with_derived_features(default_plan(task, profile), profile), profile, X, y,
                                        task.seed, feature_share)

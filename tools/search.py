@@ -76,6 +76,7 @@ _LARGE_ROWS = 10_000  # from here the many-rounds configuration runs before the 
 _BAGGED = 5  # how many of the best candidates keep their fold models for the final model
 _SIMPLE = ("none", "weights")  # strategy kinds that leave the data as it is
 _NOISE = 2.0  # standard errors a sampler, a balanced ensemble or a blend must win by
+_UNFIT_PROPOSALS = 8  # proposals in a row that cannot fit one fold in the time left end the search
 
 
 def _size(params: dict[str, Any]) -> float:
@@ -101,7 +102,7 @@ class TrialRecord:
     strategy: str
     estimator: str
     params: dict[str, Any]
-    state: str  # complete | pruned | failed
+    state: str  # complete | pruned (stopped part-way) | skipped (never started) | failed
     score: float | None
     fold_scores: list[float]
     seconds: float
@@ -151,7 +152,8 @@ class SearchResult:
 
     @property
     def n_trials(self) -> int:
-        return len(self.trials)
+        """Candidates that were trained (in full or until pruned); proposals skipped unstarted do not count."""
+        return sum(r.state != "skipped" for r in self.trials)
 
     @property
     def strategy(self) -> str:
@@ -175,6 +177,10 @@ class _BudgetExceeded(Exception):
 
 class _NoPromise(Exception):
     pass
+
+
+class _NotStarted(_BudgetExceeded):
+    """Not even one fold fits in the time left: the proposal is not a trial."""
 
 
 def search(
@@ -248,7 +254,7 @@ class _Search:
         self.folds = list(splitter.split(self.X, self.y))
         self.ctx = StrategyContext(
             n_minority=n_min - math.ceil(n_min / self.n_folds),
-            n_majority=int(len(self.y) - n_min),
+            n_majority=int(len(self.y) - n_min) - math.ceil((len(self.y) - n_min) / self.n_folds),
             columns=columns,
             seed=task.seed,
         )
@@ -380,12 +386,12 @@ class _Search:
             expected = np.mean(fit_seconds) if fit_seconds else self._expected_fold_seconds(strategy, family, params)
             if time.monotonic() + expected > self._search_deadline():
                 if not first_ever:
-                    raise _BudgetExceeded()
+                    raise _NotStarted() if step == 0 else _BudgetExceeded()
                 if step >= self.n_folds:  # the first candidate stops after one full pass: every row scored once
                     break
             model = clone(pipeline)
-            if family == "mlp" and not first_ever:
-                model.set_params(model__max_time=max(self._remaining(), 1.0))
+            if family == "mlp" and not first_ever:  # each fold its share of what is left, not all of it
+                model.set_params(model__max_time=max(self._remaining() / (len(self.folds) - step), 1.0))
             tick = time.monotonic()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -430,11 +436,14 @@ class _Search:
         except optuna.TrialPruned:
             state, note = "pruned", "pruned: worse than the median trial at the same fold"
             raise
+        except _NotStarted:
+            state, note = "skipped", "skipped: one fold would not end within the time budget"
+            raise optuna.TrialPruned(note) from None
         except _BudgetExceeded:
             state, note = "pruned", "pruned: would have run past the time budget"
             raise optuna.TrialPruned(note) from None
         except _NoPromise:
-            state, note = "pruned", "skipped: this strategy and model lost to the best by more than fold noise"
+            state, note = "skipped", "skipped: this strategy and model lost to the best by more than fold noise"
             raise optuna.TrialPruned(note) from None
         except Exception as exc:  # a candidate that cannot fit this data is a failed trial, not a failed search
             note = f"{type(exc).__name__}: {exc}"[:500]
@@ -462,10 +471,14 @@ class _Search:
                 kept.fold_models = None
 
     def _stop_when_out_of_time(self, study: Any, trial: Any) -> None:
-        # out of time, or too little left for one fold of the quickest arm seen
+        # out of time, too little left for one fold of the quickest arm seen, or the sampler keeps
+        # proposing what no longer fits (the cheap arms it would need are spent or lost)
         if self.best and self._remaining() <= self.quickest_fold:
             study.stop()
-        if self.plan.max_trials is not None and len(self.records) >= self.plan.max_trials:
+        recent = [r.note for r in self.records[-_UNFIT_PROPOSALS:]]
+        if len(recent) == _UNFIT_PROPOSALS and all(n and n.startswith("skipped: one fold") for n in recent):
+            study.stop()
+        if self.plan.max_trials is not None and sum(r.state != "skipped" for r in self.records) >= self.plan.max_trials:
             study.stop()
 
     # ------------------------------------------------------------------ the whole search

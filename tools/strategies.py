@@ -31,13 +31,21 @@ class StrategyContext:
     """What a strategy needs to know about the data it will see."""
 
     n_minority: int  # the fewest minority rows any fit will see (one training fold)
-    n_majority: int
+    n_majority: int  # the fewest majority rows any fit will see
     columns: FeatureColumns
     seed: int = 0
 
     @property
     def ratio(self) -> float:
+        """Minority/majority rows in a training fold."""
         return self.n_minority / max(self.n_majority, 1)
+
+    @property
+    def least_ratio(self) -> float:
+        """The lowest ratio a sampler may be asked for on every training fold: a fold can hold one minority row
+        more than the fewest (stratified folds differ by one), and imbalanced-learn refuses a ratio that adds
+        or removes no row at all."""
+        return (self.n_minority + 2) / max(self.n_majority, 1)
 
     def neighbours(self, wanted: int) -> int:
         """k for a k-NN sampler: as wanted, but never more than the minority rows allow."""
@@ -82,7 +90,7 @@ def class_weight(params: Params, ctx: StrategyContext) -> ClassWeight:
 # ---------------------------------------------------------------- shared search-space pieces
 def _ratio(trial: Any, ctx: StrategyContext, prefix: str) -> float:
     """Minority/majority ratio after resampling, from a little above today's up to balanced."""
-    low = min(0.9, max(1.2 * ctx.ratio, 0.1))
+    low = min(1.0, max(ctx.least_ratio, 0.1))
     return trial.suggest_float(f"{prefix}__ratio", low, 1.0)
 
 
@@ -116,7 +124,7 @@ def _k_of(params: Params, ctx: StrategyContext, prefix: str) -> int:
 
 
 def _ratio_of(params: Params, ctx: StrategyContext, prefix: str) -> float:
-    return max(_get(params, prefix, "ratio", 1.0), min(1.0, ctx.ratio * 1.01))
+    return max(_get(params, prefix, "ratio", 1.0), min(1.0, ctx.least_ratio))
 
 
 # ---------------------------------------------------------------- samplers
