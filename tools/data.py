@@ -360,12 +360,17 @@ class LabelledTable:
     notes: tuple[DataNote, ...] = ()
 
 
+def normalise_column_name(name: object) -> str:
+    """A column name as people mean it: ``"Air temperature [K]"`` and ``air_temperature_k`` are the same."""
+    return re.sub(r"[\W_]+", "", str(name)).lower()
+
+
 def resolve_column(frame: pd.DataFrame, name: str, what: str = "column") -> str:
     """The column the user meant: exact, else case/space/punctuation-insensitive; else a clear error."""
     if name in frame.columns:
         return name
-    wanted = _normalise(name)
-    matches = [c for c in frame.columns if _normalise(c) == wanted]
+    wanted = normalise_column_name(name)
+    matches = [c for c in frame.columns if normalise_column_name(c) == wanted]
     if len(matches) == 1:
         return matches[0]
     close = difflib.get_close_matches(name, list(map(str, frame.columns)), n=3, cutoff=0.5)
@@ -373,10 +378,6 @@ def resolve_column(frame: pd.DataFrame, name: str, what: str = "column") -> str:
         repr(c) for c in list(frame.columns)[:30]
     )
     raise DataError(f"{what} {name!r} is not in the table", hint)
-
-
-def _normalise(name: object) -> str:
-    return re.sub(r"[\W_]+", "", str(name)).lower()
 
 
 def prepare_target(frame: pd.DataFrame, target: str, positive_label: Label | None = None) -> LabelledTable:
