@@ -598,13 +598,29 @@ def _separation(series: pd.Series, kind: str, y: np.ndarray) -> float | None:
 
 
 def _out_of_fold_target_rate(series: pd.Series, y: np.ndarray, folds: int = 5) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    fold_of = rng.integers(0, folds, size=len(series))
-    prior = float(y.mean())
-    out = np.empty(len(series))
-    for fold in range(folds):
-        fit = fold_of != fold
-        rates = pd.Series(y[fit]).groupby(series[fit].to_numpy()).agg(["sum", "count"])
-        smoothed = (rates["sum"] + prior * 10) / (rates["count"] + 10)
-        out[~fit] = series[~fit].map(smoothed).fillna(prior).to_numpy(dtype=float)
-    return out
+    """Each row's category scored by the positive rate of that category in the other folds (cross-fitting).
+
+    ``TargetEncoder.fit_transform`` cross-fits: a row's own label never reaches its score, so a
+    category seen once cannot pass for a perfect separator. The rate is smoothed towards the
+    folds' positive rate as ``(positives + 10 · prior) / (rows + 10)``; a category missing from
+    the other folds gets that prior.
+    """
+    from sklearn.preprocessing import TargetEncoder
+
+    encoder = TargetEncoder(target_type="binary", smooth=10.0, **_stratified_folds(folds, seed=0))
+    return encoder.fit_transform(series.to_numpy(dtype=object).reshape(-1, 1), y)[:, 0]
+
+
+def _stratified_folds(folds: int, seed: int) -> dict[str, object]:
+    """``TargetEncoder``'s folds, shuffled with a fixed seed so a profile is the same on every run.
+
+    scikit-learn 1.9 takes the splitter itself (and deprecates ``shuffle`` / ``random_state``);
+    the versions before it build the same ``StratifiedKFold`` from those two.
+    """
+    import sklearn
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.utils.fixes import parse_version
+
+    if parse_version(sklearn.__version__).release >= (1, 9):
+        return {"cv": StratifiedKFold(folds, shuffle=True, random_state=seed)}
+    return {"cv": folds, "shuffle": True, "random_state": seed}
