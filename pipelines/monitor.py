@@ -230,7 +230,7 @@ def _run_name() -> str:
     return f"monitor-{flow_run.parameters.get('model', 'model')}"
 
 
-@flow(name="poise-monitor", flow_run_name=_run_name, validate_parameters=False)
+@flow(name="poise-monitor", flow_run_name=_run_name)
 def monitor_flow(model: str, current: str | None = None, window: int | None = None,
                  html: bool = True, keep_labelled: str | None = None) -> DriftReport:
     """One drift check of ``model``'s champion on a file (``current``) or its last ``window`` predictions.

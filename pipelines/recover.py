@@ -147,7 +147,7 @@ def _retune_name() -> str:
     return f"retune-{flow_run.parameters.get('model', 'model')}"
 
 
-@flow(name="poise-retune", flow_run_name=_retune_name, validate_parameters=False)
+@flow(name="poise-retune", flow_run_name=_retune_name)
 def retune_flow(model: str, recent: str, eval_fraction: float = 0.5) -> Candidate:
     """The champion with a threshold tuned on recent labels, registered as a new version."""
     champion = champion_of(model)
@@ -210,10 +210,10 @@ def _challenge_name() -> str:
     return f"challenge-{params.get('model', 'model')}-v{params.get('version', '?')}"
 
 
-@flow(name="poise-challenge", flow_run_name=_challenge_name, validate_parameters=False)
+@flow(name="poise-challenge", flow_run_name=_challenge_name)
 def challenge_flow(model: str, version: str, recent: str, eval_fraction: float, metric: str) -> GateReport:
     """May ``version`` replace the champion? Only if it beats it on recent labels by more than noise."""
-    return judge(model, str(version), recent, eval_fraction, metric)
+    return judge(model, version, recent, eval_fraction, metric)
 
 
 def recovery_plan(champion: Champion, action: str, budget_seconds: float) -> Plan:

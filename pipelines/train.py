@@ -406,7 +406,9 @@ def _run_name() -> str:
     return f"train-{name or 'model'}"
 
 
-@flow(name="poise-train", flow_run_name=_run_name, validate_parameters=False)
+# Prefect validates the parameters against these types: a task_spec or plan given as JSON (a deployment's
+# parameters) becomes a TaskSpec or Plan, and a malformed one fails before the flow starts.
+@flow(name="poise-train", flow_run_name=_run_name)
 def train_flow(task_spec: TaskSpec, plan: Plan | None = None, clock_started: float | None = None
                ) -> TrainingOutcome:
     """Search, refit, evaluate and register a model for ``task_spec`` (the plan defaults to the data's own).
@@ -420,8 +422,7 @@ def train_flow(task_spec: TaskSpec, plan: Plan | None = None, clock_started: flo
     settings = get_settings()
     started = time.monotonic()
     clock = started if clock_started is None else clock_started
-    task_spec = named(TaskSpec.model_validate(task_spec))
-    plan = None if plan is None else Plan.model_validate(plan)
+    task_spec = named(task_spec)
     if task_spec.budget_seconds > settings.max_budget_seconds:
         raise PoiseError(
             f"a budget of {task_spec.budget_seconds:.0f} s is above this installation's cap of "
