@@ -127,13 +127,11 @@ def save_recent(champion: Champion, window: Window, folder: Path) -> Path | None
 
 def current_score(champion: Champion, window: Window) -> float | None:
     """The task metric of the champion on the labelled rows of the window (None without both classes)."""
-    from poise.tools import metrics
+    from poise.monitors.drift import performance
 
-    y, proba = window.labels[window.labelled].astype(int), window.proba[window.labelled]
-    if y.size == 0 or y.min() == y.max():
-        return None
-    scores = metrics.all_metrics(y, proba, champion.card.threshold, champion.task.metric_params())
-    return scores[champion.task.metric]
+    labelled = window.labelled
+    return performance(window.labels[labelled], window.proba[labelled], metric=champion.task.metric,
+                       threshold=champion.card.threshold, params=champion.task.metric_params())
 
 
 # ---------------------------------------------------------------------- tasks
