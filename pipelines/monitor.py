@@ -24,7 +24,7 @@ from poise.errors import PoiseError
 from poise.pipelines import runtime
 from poise.settings import get_settings
 
-if TYPE_CHECKING:  # pandas and the registry load when a check runs, not with the CLI
+if TYPE_CHECKING:  # pandas and MLflow load when a check runs, not with this module
     import pandas as pd
 
     from poise.registry.model import ModelCard

@@ -21,7 +21,7 @@ from poise.pipelines import runtime
 from poise.pipelines.monitor import Champion, champion_of
 from poise.settings import get_settings
 
-if TYPE_CHECKING:  # the toolbox and the registry load when a recovery runs, not with the CLI
+if TYPE_CHECKING:  # pandas, scikit-learn and MLflow load when a recovery runs, not with this module
     from poise.registry.versions import LoadedModel
     from poise.tools.data import LabelledTable
 

@@ -236,7 +236,7 @@ def _transient_by_type(exc: BaseException) -> bool | None:
         return False
     if isinstance(exc, ConnectionError | TimeoutError | OSError):  # requests' errors are OSErrors too
         return True
-    if isinstance(exc, sqlite3.Error):  # its result code, since Python 3.11 (a locked file says so only in words)
+    if isinstance(exc, sqlite3.Error):  # its result code (Python 3.11+); before, only its message said "locked"
         return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_BUSY
     if _is_mlflow_error(exc):
         code = getattr(exc, "error_code", None)

@@ -30,7 +30,7 @@ from poise.pipelines import budget, runtime
 from poise.pipelines.budget import Timing
 from poise.settings import Settings, get_settings
 
-if TYPE_CHECKING:  # the toolbox and the registry load when a training runs, not with the CLI
+if TYPE_CHECKING:  # pandas, scikit-learn and MLflow load when a training runs, not with this module
     import pandas as pd
 
     from poise.registry.tracking import SearchRun
