@@ -10,9 +10,9 @@ small current window cross a distance threshold by chance). This module turns th
 ``DriftReport`` a person, an agent and the audit trail can all read.
 
 Severity is not decided here: ``poise.monitors.policy.assess`` judges the evidence against the
-user's ``MonitorPolicy``. Performance on late labels is added with ``performance`` and
-``with_decay``; prior shift is measured from labels when there are some, else from the mean
-predicted probability.
+user's ``MonitorPolicy``. Performance on late labels is added with ``performance`` (scored by
+``poise.tools.metrics``, the functions training is scored with) and ``with_decay``; prior shift is
+measured from labels when there are some, else from the mean predicted probability.
 
 Evidently is imported inside the functions that need it: it takes seconds to import.
 """
@@ -27,13 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from poise.contracts import DriftReport, FeatureDrift
+from poise.contracts import METRICS, DriftReport, FeatureDrift
 from poise.errors import PoiseError
+from poise.tools import metrics
 
 #: Name of the predicted-probability column inside the Evidently report.
 PROBA_COLUMN = "predicted_probability"
-#: Metrics ``performance`` computes itself; for the others, pass a score computed elsewhere to ``with_decay``.
-SUPPORTED_METRICS = ("average_precision", "roc_auc", "mcc", "balanced_accuracy", "f1")
 #: Evidently's own line between small data (p-value tests) and large data (distances).
 SMALL_WINDOW = 1000
 #: Evidently reports a method it chose by its display name but one it was given by its short name.
@@ -142,37 +141,25 @@ def parse_snapshot(snapshot: Mapping[str, Any]) -> dict[str, FeatureDrift]:
     return drifts
 
 
-def performance(y_true: np.ndarray, proba: np.ndarray, *, metric: str, threshold: float = 0.5) -> float | None:
+def performance(y_true: np.ndarray, proba: np.ndarray, *, metric: str, threshold: float = 0.5,
+                params: Mapping[str, float] | None = None) -> float | None:
     """The task metric on labelled rows of the window: ``y_true`` 0/1 (1 = positive), ``proba`` the
-    positive-class probability, ``threshold`` the champion's decision threshold.
+    positive-class probability, ``threshold`` the champion's decision threshold, ``params`` the task's
+    metric parameters (``min_precision``, ``beta`` ...).
 
-    Covers ``SUPPORTED_METRICS`` with scikit-learn. Returns None when the labels hold a single
-    class (no ranking metric is defined then). For any other metric, compute the score where the
-    metric lives and hand it to ``with_decay``.
+    Scored exactly as training scores the holdout (``poise.tools.metrics.metric_value``), so decay
+    compares like with like. Returns None when the labels hold a single class (no ranking metric is
+    defined then).
     """
-    from sklearn import metrics as skm
-
     y, p = np.asarray(y_true).astype(int), np.asarray(proba, dtype=float)
     if y.shape != p.shape:
         raise PoiseError(f"{y.size} labels but {p.size} probabilities", "pass one probability per labelled row")
-    if metric not in SUPPORTED_METRICS:
-        raise PoiseError(
-            f"performance() does not compute {metric!r}; it knows {', '.join(SUPPORTED_METRICS)}",
-            "compute the score with poise.tools.metrics and pass it to with_decay(current_score=...)",
-        )
+    if metric not in METRICS:
+        raise PoiseError(f"performance() does not know the metric {metric!r}",
+                         f"use one of {', '.join(METRICS)}")
     if y.size == 0 or y.min() == y.max():
         return None
-    if metric == "average_precision":
-        return float(skm.average_precision_score(y, p))
-    if metric == "roc_auc":
-        return float(skm.roc_auc_score(y, p))
-    pred = (p >= threshold).astype(int)
-    decide = {
-        "mcc": skm.matthews_corrcoef,
-        "balanced_accuracy": skm.balanced_accuracy_score,
-        "f1": lambda a, b: skm.f1_score(a, b, zero_division=0.0),
-    }
-    return float(decide[metric](y, pred))
+    return metrics.metric_value(metric, y, p, threshold, params)
 
 
 def with_decay(

@@ -106,11 +106,12 @@ def _run_name() -> str:
     return f"deploy-{params.get('model', 'model')}-v{params.get('version', '?')}"
 
 
-@flow(name="poise-deploy", flow_run_name=_run_name, validate_parameters=False)
+@flow(name="poise-deploy", flow_run_name=_run_name)
 def deploy_flow(model: str, version: str, gate: GateReport | None = None) -> DeployOutcome:
-    """Make ``model`` v``version`` the champion if its gate report allows it, and tell the servers."""
-    version = str(version)
-    gate = None if gate is None else GateReport.model_validate(gate)
+    """Make ``model`` v``version`` the champion if its gate report allows it, and tell the servers.
+
+    Prefect validates the parameters: a gate report given as JSON becomes a ``GateReport``.
+    """
     flow_run_id = runtime.flow_run()[0]
     reasons = check_gate(model, version, gate)
     if reasons:

@@ -13,16 +13,22 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from poise.contracts import DriftReport, Plan, TaskSpec
+from poise.contracts import DriftReport, Label, Plan, TaskSpec
 from poise.errors import PoiseError
 from poise.pipelines import runtime
 from poise.settings import get_settings
+
+if TYPE_CHECKING:  # pandas and MLflow load when a check runs, not with this module
+    import pandas as pd
+
+    from poise.registry.model import ModelCard
+    from poise.registry.versions import LoadedModel
 
 DEFAULT_WINDOW = 1000
 RECENT_FILE = "recent.parquet"  # the labelled rows of a window, kept for a recovery
@@ -34,13 +40,13 @@ class Champion:
 
     name: str
     version: str
-    loaded: Any  # registry.versions.LoadedModel
+    loaded: LoadedModel
     task: TaskSpec
     plan: Plan
     holdout_metrics: dict[str, float]
 
     @property
-    def card(self) -> Any:
+    def card(self) -> ModelCard:
         return self.loaded.card
 
 
@@ -48,7 +54,7 @@ class Champion:
 class Window:
     """Live rows: the model's input columns, its scores, and 0/1 labels where known (NaN elsewhere)."""
 
-    features: Any  # DataFrame
+    features: pd.DataFrame
     proba: np.ndarray
     labels: np.ndarray  # float: 1.0, 0.0 or NaN
     source: str
@@ -73,7 +79,7 @@ def champion_of(name: str) -> Champion:
                     Plan.model_validate(stored["plan"]), facts["holdout_metrics"])
 
 
-def binary_labels(values: Any, positive: Any) -> np.ndarray:
+def binary_labels(values: pd.Series | np.ndarray, positive: Label) -> np.ndarray:
     """Labels in the target's own values → 1.0 (positive), 0.0, or NaN where unknown."""
     import pandas as pd
 
@@ -127,19 +133,17 @@ def save_recent(champion: Champion, window: Window, folder: Path) -> Path | None
 
 def current_score(champion: Champion, window: Window) -> float | None:
     """The task metric of the champion on the labelled rows of the window (None without both classes)."""
-    from poise.tools import metrics
+    from poise.monitors.drift import performance
 
-    y, proba = window.labels[window.labelled].astype(int), window.proba[window.labelled]
-    if y.size == 0 or y.min() == y.max():
-        return None
-    scores = metrics.all_metrics(y, proba, champion.card.threshold, champion.task.metric_params())
-    return scores[champion.task.metric]
+    labelled = window.labelled
+    return performance(window.labels[labelled], window.proba[labelled], metric=champion.task.metric,
+                       threshold=champion.card.threshold, params=champion.task.metric_params())
 
 
 # ---------------------------------------------------------------------- tasks
 @task(name="load the champion and its reference", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3,
       retry_condition_fn=runtime.retry_if_transient)
-def load_champion(name: str) -> tuple[Champion, Any]:
+def load_champion(name: str) -> tuple[Champion, pd.DataFrame]:
     from poise.registry import versions
 
     runtime.stage("loading the champion and its reference")
@@ -157,7 +161,7 @@ def collect_window(champion: Champion, current: str | None, last_n: int | None) 
 
 
 @task(name="measure drift and decay", cache_policy=NO_CACHE)
-def measure(champion: Champion, reference: Any, window: Window, html_path: Path | None) -> DriftReport:
+def measure(champion: Champion, reference: pd.DataFrame, window: Window, html_path: Path | None) -> DriftReport:
     from poise.monitors.drift import check_drift, with_decay
     from poise.monitors.policy import assess
     from poise.registry import versions
@@ -230,7 +234,7 @@ def _run_name() -> str:
     return f"monitor-{flow_run.parameters.get('model', 'model')}"
 
 
-@flow(name="poise-monitor", flow_run_name=_run_name, validate_parameters=False)
+@flow(name="poise-monitor", flow_run_name=_run_name)
 def monitor_flow(model: str, current: str | None = None, window: int | None = None,
                  html: bool = True, keep_labelled: str | None = None) -> DriftReport:
     """One drift check of ``model``'s champion on a file (``current``) or its last ``window`` predictions.

@@ -9,7 +9,7 @@ must also hold the plan's floors on the champion's original holdout.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prefect import flow, task
@@ -21,11 +21,16 @@ from poise.pipelines import runtime
 from poise.pipelines.monitor import Champion, champion_of
 from poise.settings import get_settings
 
+if TYPE_CHECKING:  # pandas, scikit-learn and MLflow load when a recovery runs, not with this module
+    from poise.registry.versions import LoadedModel
+    from poise.tools.data import LabelledTable
+
 RETRAIN_FILE = "retrain.parquet"
 
 
 # ---------------------------------------------------------------------- data
-def recent_parts(recent: str | Path, champion: Champion, eval_fraction: float) -> tuple[Any, Any]:
+def recent_parts(recent: str | Path, champion: Champion, eval_fraction: float
+                 ) -> tuple[LabelledTable, LabelledTable]:
     """(rows to learn from, rows to judge on) of the recent labelled rows, in the order they arrived.
 
     The newest ``eval_fraction`` of the rows is judged on, so a challenger is always judged on rows
@@ -44,7 +49,7 @@ def recent_parts(recent: str | Path, champion: Champion, eval_fraction: float) -
             "at least 2 of each class",
             "attach more labels (poise feedback FILE) or pass a larger labelled --current file")
 
-    def part(rows: slice) -> Any:
+    def part(rows: slice) -> LabelledTable:
         return data.LabelledTable(table.features.iloc[rows].reset_index(drop=True), table.y[rows],
                                   table.positive_label, table.negative_label)
 
@@ -147,7 +152,7 @@ def _retune_name() -> str:
     return f"retune-{flow_run.parameters.get('model', 'model')}"
 
 
-@flow(name="poise-retune", flow_run_name=_retune_name, validate_parameters=False)
+@flow(name="poise-retune", flow_run_name=_retune_name)
 def retune_flow(model: str, recent: str, eval_fraction: float = 0.5) -> Candidate:
     """The champion with a threshold tuned on recent labels, registered as a new version."""
     champion = champion_of(model)
@@ -183,7 +188,7 @@ def judge(model: str, version: str, recent: str, eval_fraction: float, metric: s
                       difference_ci=(low, high), intervals=intervals)
 
 
-def holdout_floors(model: str, champion: Champion, challenger: Any,
+def holdout_floors(model: str, champion: Champion, challenger: LoadedModel,
                    params: dict[str, float]) -> tuple[bool, list[str], dict[str, tuple[float, float]]]:
     """The challenger on the champion's original holdout, at its own threshold, against the champion's
     plan's floors and the task's (the same check training gates with: ``planning.check_floors``)."""
@@ -210,10 +215,10 @@ def _challenge_name() -> str:
     return f"challenge-{params.get('model', 'model')}-v{params.get('version', '?')}"
 
 
-@flow(name="poise-challenge", flow_run_name=_challenge_name, validate_parameters=False)
+@flow(name="poise-challenge", flow_run_name=_challenge_name)
 def challenge_flow(model: str, version: str, recent: str, eval_fraction: float, metric: str) -> GateReport:
     """May ``version`` replace the champion? Only if it beats it on recent labels by more than noise."""
-    return judge(model, str(version), recent, eval_fraction, metric)
+    return judge(model, version, recent, eval_fraction, metric)
 
 
 def recovery_plan(champion: Champion, action: str, budget_seconds: float) -> Plan:

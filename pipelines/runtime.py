@@ -201,20 +201,70 @@ def _raised(state: Any) -> BaseException | None:
     return None
 
 
+#: Never worth another try: the user's data, plan or paths are wrong, and will be wrong again.
+_PERMANENT = (PoiseError, ValueError, KeyError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError,
+              NotADirectoryError)
+#: SQLite's result codes for "another connection holds the lock": SQLITE_BUSY, SQLITE_LOCKED.
+_SQLITE_BUSY = (5, 6)
+#: MLflow's error codes for a store or server that is busy or down for a moment (the REST answers 503, 504, 429).
+_MLFLOW_TRANSIENT = ("TEMPORARILY_UNAVAILABLE", "DEADLINE_EXCEEDED", "REQUEST_LIMIT_EXCEEDED")
+
+
 def is_transient(exc: BaseException | None) -> bool:
-    """Worth another try: the network, a busy database or a full disk, never the user's data or plan."""
-    if exc is None or isinstance(exc, PoiseError | ValueError | KeyError | TypeError):
+    """Worth another try: the network, a busy database or a full disk, never the user's data or plan.
+
+    Decided by type, down the chain of causes: a library that wraps an error it caught (SQLAlchemy the
+    driver's, Optuna SQLAlchemy's, MLflow's REST client the ``requests`` error) has the real reason
+    underneath. An error raised while another was handled is judged by its own type alone, except
+    MLflow's generic one: its REST client raises it inside the handler, without naming the cause.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        verdict = _transient_by_type(exc)
+        if verdict is not None:
+            return verdict
+        exc = exc.__cause__ or (exc.__context__ if _is_mlflow_error(exc) else None)
+    return False
+
+
+def _transient_by_type(exc: BaseException) -> bool | None:
+    """True or False where the exception's type says, None where only its cause can tell."""
+    import sqlite3
+
+    if isinstance(exc, _PERMANENT):
         return False
-    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-        return False
-    if isinstance(exc, ConnectionError | TimeoutError | OSError):
+    if isinstance(exc, ConnectionError | TimeoutError | OSError):  # requests' errors are OSErrors too
         return True
-    name = type(exc).__name__
-    text = str(exc).lower()
-    # SQLAlchemy/sqlite and MLflow REST errors arrive under their own types; match them by what they say
-    return name in ("OperationalError", "RestException", "MlflowException") and any(
-        word in text for word in ("locked", "timeout", "timed out", "temporarily", "connection", "503", "502")
-    )
+    if isinstance(exc, sqlite3.Error):  # its result code (Python 3.11+); before, only its message said "locked"
+        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_BUSY
+    if _is_mlflow_error(exc):
+        code = getattr(exc, "error_code", None)
+        if code in _MLFLOW_TRANSIENT:  # its SQL store says so of every SQLAlchemy OperationalError
+            return True
+        return None if code == "INTERNAL_ERROR" else False  # INTERNAL_ERROR: a wrapper; look beneath
+    sqlalchemy_error = _loaded_class("sqlalchemy.exc", "DBAPIError")
+    if sqlalchemy_error is not None and isinstance(exc, sqlalchemy_error) and exc.connection_invalidated:
+        return True
+    pool_timeout = _loaded_class("sqlalchemy.exc", "TimeoutError")  # no connection free in the pool
+    if pool_timeout is not None and isinstance(exc, pool_timeout):
+        return True
+    psycopg_error = _loaded_class("psycopg", "OperationalError")  # PostgreSQL gone or restarting
+    if psycopg_error is not None and isinstance(exc, psycopg_error):
+        return True
+    return None
+
+
+def _is_mlflow_error(exc: BaseException) -> bool:
+    mlflow_error = _loaded_class("mlflow.exceptions", "MlflowException")
+    return mlflow_error is not None and isinstance(exc, mlflow_error)
+
+
+def _loaded_class(module: str, name: str) -> type | None:
+    """A library's exception class, if the library is loaded: an error of that type cannot exist otherwise,
+    and checking for it must not load MLflow or SQLAlchemy into a process that has not."""
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) else None
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -14,21 +14,29 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from poise import stopping
-from poise.contracts import Candidate, DataProfile, GateReport, Plan, TaskSpec
+from poise.contracts import Candidate, DataProfile, GateReport, Label, Plan, TaskSpec
 from poise.errors import DataError, PoiseError
 from poise.pipelines import budget, runtime
 from poise.pipelines.budget import Timing
 from poise.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # pandas, scikit-learn and MLflow load when a training runs, not with this module
+    import pandas as pd
+
+    from poise.registry.tracking import SearchRun
+    from poise.tools.data import LabelledTable
+    from poise.tools.preprocess import FeatureColumns
+    from poise.tools.search import Exploration, SearchResult, TrialRecord
 
 
 @dataclass
@@ -47,12 +55,12 @@ class TrainingOutcome:
 class Split:
     """The table, and its training and holdout parts (the holdout set aside before anything else)."""
 
-    frame: Any
+    frame: pd.DataFrame
     target: str
-    positive_label: Any
-    negative_label: Any
-    train: Any  # LabelledTable
-    holdout: Any  # LabelledTable
+    positive_label: Label
+    negative_label: Label
+    train: LabelledTable
+    holdout: LabelledTable
 
 
 #: The holdout share before a plan exists (the Plan's own default).
@@ -100,8 +108,8 @@ def train(
     plan: Plan | None = None,
     *,
     promote_if_passed: bool = True,
-    on_stage: Any = None,
-    on_trial: Any = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_trial: Callable[[TrialRecord], None] | None = None,
     started: float | None = None,
 ) -> TrainingOutcome:
     """Train (the train flow) and, when the candidate passes its gates, deploy it (the deploy flow).
@@ -228,14 +236,14 @@ def plan_from_data(task_spec: TaskSpec, profile: DataProfile, split: Split, seco
 
 
 @task(name="search strategies and models", cache_policy=NO_CACHE)
-def search_candidates(task_spec: TaskSpec, plan: Plan, split: Split, columns: Any, run: Any, deadline: float
-                      ) -> Any:
+def search_candidates(task_spec: TaskSpec, plan: Plan, split: Split, columns: FeatureColumns, run: SearchRun,
+                      deadline: float) -> Exploration:
     from poise.tools.search import explore
 
     runtime.stage("searching")
     on_trial = runtime.trial_observer()
 
-    def log_trial(record: Any) -> None:
+    def log_trial(record: TrialRecord) -> None:
         run.log_trial(
             record.number,
             params={"strategy": record.strategy, "estimator": record.estimator, **record.params},
@@ -276,13 +284,14 @@ def _quiet_while_stopping(library: str) -> Iterator[None]:
 
 
 @task(name="refit the winner on all training rows", cache_policy=NO_CACHE)
-def refit_winner(exploration: Any) -> Any:
+def refit_winner(exploration: Exploration) -> SearchResult:
     runtime.stage("refitting the winner")
     return exploration.refit()
 
 
 @task(name="evaluate on the holdout", cache_policy=NO_CACHE)
-def evaluate_on_holdout(task_spec: TaskSpec, split: Split, result: Any, columns: Any, run: Any) -> Candidate:
+def evaluate_on_holdout(task_spec: TaskSpec, split: Split, result: SearchResult, columns: FeatureColumns,
+                        run: SearchRun) -> Candidate:
     from poise.tools import metrics
 
     runtime.stage("scoring the holdout")
@@ -310,8 +319,8 @@ def evaluate_on_holdout(task_spec: TaskSpec, split: Split, result: Any, columns:
 
 @task(name="register the model version", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
       retry_condition_fn=runtime.retry_if_transient)
-def register_version(candidate: Candidate, split: Split, result: Any, columns: Any, profile: DataProfile,
-                     run: Any) -> str:
+def register_version(candidate: Candidate, split: Split, result: SearchResult, columns: FeatureColumns,
+                     profile: DataProfile, run: SearchRun) -> str:
     from poise.registry import versions
     from poise.registry.model import ModelCard
 
@@ -333,7 +342,7 @@ def register_version(candidate: Candidate, split: Split, result: Any, columns: A
     )
 
 
-def reference_rows(split: Split, result: Any, features: list[str], most: int = 50_000) -> Any:
+def reference_rows(split: Split, result: SearchResult, features: list[str], most: int = 50_000) -> pd.DataFrame:
     """Training rows (scored out of fold) and holdout rows (scored by the final model), labelled.
 
     At most ``most`` rows of each part, sampled by row content like the holdout itself.
@@ -356,7 +365,7 @@ def reference_rows(split: Split, result: Any, features: list[str], most: int = 5
 
 
 def floor_intervals(plan: Plan, task_spec: TaskSpec, candidate: Candidate, split: Split,
-                    result: Any) -> dict[str, tuple[float, float]]:
+                    result: SearchResult) -> dict[str, tuple[float, float]]:
     """The 95 % stratified-bootstrap interval, on the holdout at the deployed threshold, of each floored quantity."""
     from poise.tools import metrics, planning
 
@@ -369,7 +378,7 @@ def floor_intervals(plan: Plan, task_spec: TaskSpec, candidate: Candidate, split
 
 @task(name="compare with the champion", cache_policy=NO_CACHE)
 def compare_with_champion(plan: Plan, task_spec: TaskSpec, candidate: Candidate, split: Split,
-                          result: Any = None) -> GateReport:
+                          result: SearchResult | None = None) -> GateReport:
     """The plan's gates and the task's floors, at the deployed threshold, with the champion scored on this
     same holdout; each floored quantity with its bootstrap interval (from ``result``, the refitted winner)."""
     from poise.registry import versions
@@ -406,7 +415,9 @@ def _run_name() -> str:
     return f"train-{name or 'model'}"
 
 
-@flow(name="poise-train", flow_run_name=_run_name, validate_parameters=False)
+# Prefect validates the parameters against these types: a task_spec or plan given as JSON (a deployment's
+# parameters) becomes a TaskSpec or Plan, and a malformed one fails before the flow starts.
+@flow(name="poise-train", flow_run_name=_run_name)
 def train_flow(task_spec: TaskSpec, plan: Plan | None = None, clock_started: float | None = None
                ) -> TrainingOutcome:
     """Search, refit, evaluate and register a model for ``task_spec`` (the plan defaults to the data's own).
@@ -420,8 +431,7 @@ def train_flow(task_spec: TaskSpec, plan: Plan | None = None, clock_started: flo
     settings = get_settings()
     started = time.monotonic()
     clock = started if clock_started is None else clock_started
-    task_spec = named(TaskSpec.model_validate(task_spec))
-    plan = None if plan is None else Plan.model_validate(plan)
+    task_spec = named(task_spec)
     if task_spec.budget_seconds > settings.max_budget_seconds:
         raise PoiseError(
             f"a budget of {task_spec.budget_seconds:.0f} s is above this installation's cap of "
@@ -458,7 +468,7 @@ def _within_budget(plan: Plan, seconds: float, clock: float, deadline: float, ta
     return plan.model_copy(update={"budget_seconds": max(round(left, 1), 0.1), "rationale": [*plan.rationale, line]})
 
 
-def _search_and_register(task_spec: TaskSpec, plan: Plan, split: Split, profile: DataProfile, columns: Any,
+def _search_and_register(task_spec: TaskSpec, plan: Plan, split: Split, profile: DataProfile, columns: FeatureColumns,
                          deadline: float, timing: Timing) -> tuple[Candidate, GateReport]:
     """The MLflow run of the training: search, refit, evaluate, register, gate.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,10 +103,8 @@ def log_json(run_id: str, name: str, payload: BaseModel | Mapping[str, Any] | li
         body = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in payload]
     else:
         body = payload
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_text(json.dumps(body, indent=2, default=str))
-        mlflow.MlflowClient().log_artifact(run_id, str(path))
+    # JSON with indent 2; what JSON cannot hold (a NumPy number, a date) is written as its str()
+    mlflow.MlflowClient().log_dict(run_id, body, name)
 
 
 def read_json(run_id: str, name: str) -> Any:

@@ -70,6 +70,8 @@ def test_column_names_match_despite_case_spaces_and_punctuation():
     frame = pd.DataFrame({"Churned?": [0, 1], "Monthly Charges": [1.0, 2.0]})
     assert data.resolve_column(frame, "churned") == "Churned?"
     assert data.resolve_column(frame, "monthly_charges") == "Monthly Charges"
+    assert data.normalise_column_name("Air temperature [K]") == data.normalise_column_name("air_temperature_k")
+    assert data.normalise_column_name(2020) == "2020"
 
 
 def test_rows_without_a_label_are_dropped_and_counted(mixed_frame):
@@ -130,6 +132,20 @@ def test_profile_flags_a_leak_a_constant_and_a_time_column(mixed_frame):
     assert profile.column("site").is_constant
     assert profile.column("seen_at").kind == "datetime"
     assert profile.column("x2").n_missing == 30
+
+
+def test_a_category_that_records_the_outcome_is_a_leak_and_a_code_without_signal_is_not():
+    rng = np.random.default_rng(3)
+    y = (rng.random(3000) < 0.1).astype(np.int8)
+    features = pd.DataFrame({
+        "outcome_code": np.where(y == 1, rng.integers(0, 10, 3000), rng.integers(10, 100, 3000)).astype(str),
+        "branch": rng.integers(0, 140, 3000).astype(str),  # many levels, no signal: scored out of fold, no leak
+    })
+    profile = data.profile_table(data.LabelledTable(features, y, 1, 0), source="mem", target="y",
+                                 data_fingerprint="x")
+    assert profile.column("outcome_code").kind == profile.column("branch").kind == "categorical"
+    assert profile.column("outcome_code").is_leak
+    assert profile.column("branch").separation < 0.6 and not profile.column("branch").is_leak
 
 
 def test_fingerprint_follows_content_not_format(tmp_path):

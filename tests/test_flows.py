@@ -26,8 +26,11 @@ TINY = Plan(search=SearchSpace(strategies=["none"], models=["logistic_regression
 
 @pytest.fixture(scope="module")
 def trained():
-    return [train_flow(TaskSpec(data=str(PIMA), target="target", model_name=NAME, budget_seconds=20, seed=s), TINY)
-            for s in (0, 1)]
+    first = train_flow(TaskSpec(data=str(PIMA), target="target", model_name=NAME, budget_seconds=20), TINY)
+    # as a deployment's parameters arrive: JSON, which Prefect validates into the contracts
+    second = train_flow({"data": str(PIMA), "target": "target", "model_name": NAME, "budget_seconds": 20, "seed": 1},
+                        TINY.model_dump(mode="json"))
+    return [first, second]
 
 
 def _flow_run(flow_run_id: str):  # noqa: ANN202
@@ -81,9 +84,18 @@ def test_a_version_gated_against_an_older_champion_is_not_promoted(trained):
     assert not done.promoted and "moved from no champion" in done.reasons[0]
     failed = GateReport(passed=False, metric="average_precision", candidate_score=0.1,
                         reasons=["average_precision 0.1 < floor 0.2"])
-    done = deploy_flow(NAME, second.candidate.version, failed)
+    done = deploy_flow(NAME, second.candidate.version, failed.model_dump(mode="json"))
     assert not done.promoted and "floor 0.2" in done.reasons[0]
     assert versions.alias_version(NAME, "champion") == champion
+
+
+def test_flow_parameters_are_validated_before_the_flow_runs(trained):
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError, match="gate.passed"):
+        deploy_flow(NAME, trained[1].candidate.version, {"passed": "perhaps", "metric": "mcc", "candidate_score": 0.5})
+    with pytest.raises(ParameterTypeError, match="budget_seconds"):
+        train_flow({"data": str(PIMA), "target": "target", "budget_seconds": -5})
 
 
 def test_promotion_tells_a_running_server_which_swaps_at_once(trained):
@@ -127,3 +139,49 @@ def test_only_what_another_try_can_fix_is_retried():
     assert is_transient(ConnectionError("reset by peer")) and is_transient(TimeoutError())
     assert not is_transient(DataError("no such file: x.csv", "check the path"))
     assert not is_transient(FileNotFoundError("x.csv")) and not is_transient(ValueError("bad plan"))
+    assert not is_transient(RuntimeError("a bug")) and not is_transient(None)
+
+
+def _raised_by(action) -> BaseException:  # noqa: ANN001
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - the error itself is what is tested
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+def test_a_locked_database_is_retried_and_a_missing_table_is_not(tmp_path):
+    """The real errors of SQLite, through SQLAlchemy too: judged by their result codes, not their words."""
+    import sqlite3
+
+    import sqlalchemy
+
+    path = tmp_path / "store.db"
+    holder = sqlite3.connect(path, timeout=0)
+    holder.execute("create table runs (id int)")
+    holder.commit()
+    holder.execute("begin exclusive")  # another process writing: every other connection is locked out
+    locked = _raised_by(lambda: sqlite3.connect(path, timeout=0).execute("select * from runs").fetchall())
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    with engine.connect() as connection:
+        wrapped = _raised_by(lambda: connection.execute(sqlalchemy.text("select * from runs")).fetchall())
+    holder.rollback()
+    missing = _raised_by(lambda: sqlite3.connect(path, timeout=0).execute("select * from nowhere"))
+    assert isinstance(locked, sqlite3.OperationalError) and is_transient(locked)
+    assert isinstance(wrapped, sqlalchemy.exc.OperationalError) and is_transient(wrapped)
+    assert isinstance(missing, sqlite3.OperationalError) and not is_transient(missing)
+
+
+def test_mlflow_errors_are_judged_by_their_code_and_an_unreachable_server_is_retried(monkeypatch):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
+
+    assert is_transient(MlflowException("the store is busy", error_code=TEMPORARILY_UNAVAILABLE))
+    assert not is_transient(MlflowException("no such run", error_code=RESOURCE_DOES_NOT_EXIST))
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    unreachable = _raised_by(lambda: mlflow.MlflowClient(f"http://127.0.0.1:{port}").get_experiment("0"))
+    assert isinstance(unreachable, MlflowException) and is_transient(unreachable)

@@ -242,8 +242,21 @@ def test_performance_matches_sklearn():
     assert performance(y, proba, metric="average_precision") == pytest.approx(average_precision_score(y, proba))
     assert performance(y, proba, metric="mcc", threshold=0.4) == pytest.approx(matthews_corrcoef(y, proba >= 0.4))
     assert performance(np.zeros(50, dtype=int), proba[:50], metric="roc_auc") is None
-    with pytest.raises(PoiseError, match="g_mean"):
-        performance(y, proba, metric="g_mean")
+    with pytest.raises(PoiseError, match="accuracy"):
+        performance(y, proba, metric="accuracy")
+
+
+def test_performance_is_scored_as_training_scores_the_holdout():
+    from poise.contracts import METRICS
+    from poise.tools import metrics
+
+    rng = np.random.default_rng(2)
+    y = (rng.random(400) < 0.15).astype(int)
+    proba = np.clip(0.4 * y + rng.beta(2, 5, size=400), 0, 1)
+    params = {"min_precision": 0.4, "min_recall": 0.6, "beta": 2.0}
+    held = metrics.all_metrics(y, proba, 0.45, params)
+    assert {m: performance(y, proba, metric=m, threshold=0.45, params=params) for m in METRICS} == \
+        {m: held[m] for m in METRICS}
 
 
 def _bare(**fields) -> DriftReport:

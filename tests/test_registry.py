@@ -46,6 +46,24 @@ def test_training_registers_a_version_with_lineage(trained):
     assert all("strategy" in t.data.params for t in trials)
 
 
+def test_json_artifacts_read_back_as_they_were_logged(trained):
+    import numpy as np
+
+    from poise.contracts import Candidate
+    from poise.registry import tracking
+    from poise.settings import get_settings
+
+    first, _ = trained
+    assert Candidate.model_validate(tracking.read_json(first.candidate.run_id, "candidate.json")) == first.candidate
+    with tracking.search_run(get_settings(), run_name="json-artifacts") as run:
+        run.log_json("plans.json", [first.plan, {"note": "plain"}])
+        run.log_json("odd.json", {"count": np.int64(3), "share": 0.25})
+    plans = tracking.read_json(run.run_id, "plans.json")
+    assert Plan.model_validate(plans[0]) == first.plan and plans[1] == {"note": "plain"}
+    assert tracking.read_json(run.run_id, "odd.json") == {"count": "3", "share": 0.25}  # str() of what JSON lacks
+    assert tracking.read_json(run.run_id, "absent.json") is None
+
+
 def test_loaded_model_predicts_labels_and_probabilities(trained):
     first, _ = trained
     frame = pd.read_csv(PIMA)

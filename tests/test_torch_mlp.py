@@ -14,7 +14,7 @@ from sklearn.datasets import make_classification
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 
 from poise.tools.torch_mlp import TorchMLPClassifier
 
@@ -254,8 +254,20 @@ def test_missing_values_ask_for_imputation(small_problem):
 def test_bad_parameters_are_rejected_at_fit(params, small_problem):
     X, y = small_problem
     clf = TorchMLPClassifier(**params)  # no validation in __init__
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(params))):
         clf.fit(X, y)
+
+
+def test_parameters_are_checked_the_scikit_learn_way(small_problem):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = small_problem
+    with pytest.raises(InvalidParameterError, match="'loss' parameter of TorchMLPClassifier"):
+        TorchMLPClassifier(loss="hinge").fit(X, y)
+    with pytest.raises(InvalidParameterError, match="'max_time'"):
+        TorchMLPClassifier(max_time=-1.0).fit(X, y)
+    # every parameter has a constraint, and a value of the wrong type is refused with scikit-learn's message
+    check_param_validation("TorchMLPClassifier", TorchMLPClassifier(max_epochs=2))
 
 
 # ---------------------------------------------------------------- scikit-learn's own checks

@@ -8,11 +8,15 @@ the sampler: a plain scikit-learn ``Pipeline`` that never resamples.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poise.tools.models import MODELS, Params
 from poise.tools.preprocess import DerivedFeatures, build_preprocessor, categorical_positions, post_sampler_encoder
 from poise.tools.strategies import STRATEGIES, StrategyContext, class_weight
+
+if TYPE_CHECKING:  # imbalanced-learn and scikit-learn load when a pipeline is built
+    from imblearn.pipeline import Pipeline as TrainingPipeline
+    from sklearn.pipeline import Pipeline
 
 
 def estimator_name(strategy: str, model: str | None) -> str:
@@ -23,7 +27,7 @@ def estimator_name(strategy: str, model: str | None) -> str:
     return spec.model or model or ""
 
 
-def build_pipeline(strategy: str, model: str | None, params: Params, ctx: StrategyContext) -> Any:
+def build_pipeline(strategy: str, model: str | None, params: Params, ctx: StrategyContext) -> TrainingPipeline:
     """The unfitted training pipeline for one point of the search space."""
     from imblearn.pipeline import Pipeline
 
@@ -55,7 +59,7 @@ def build_pipeline(strategy: str, model: str | None, params: Params, ctx: Strate
     return Pipeline(steps)
 
 
-def inference_pipeline(fitted: Any) -> Any:
+def inference_pipeline(fitted: TrainingPipeline) -> Pipeline:
     """The fitted pipeline without its sampler: what gets registered and served."""
     from sklearn.pipeline import Pipeline
 

@@ -360,12 +360,17 @@ class LabelledTable:
     notes: tuple[DataNote, ...] = ()
 
 
+def normalise_column_name(name: object) -> str:
+    """A column name as people mean it: ``"Air temperature [K]"`` and ``air_temperature_k`` are the same."""
+    return re.sub(r"[\W_]+", "", str(name)).lower()
+
+
 def resolve_column(frame: pd.DataFrame, name: str, what: str = "column") -> str:
     """The column the user meant: exact, else case/space/punctuation-insensitive; else a clear error."""
     if name in frame.columns:
         return name
-    wanted = _normalise(name)
-    matches = [c for c in frame.columns if _normalise(c) == wanted]
+    wanted = normalise_column_name(name)
+    matches = [c for c in frame.columns if normalise_column_name(c) == wanted]
     if len(matches) == 1:
         return matches[0]
     close = difflib.get_close_matches(name, list(map(str, frame.columns)), n=3, cutoff=0.5)
@@ -373,13 +378,6 @@ def resolve_column(frame: pd.DataFrame, name: str, what: str = "column") -> str:
         repr(c) for c in list(frame.columns)[:30]
     )
     raise DataError(f"{what} {name!r} is not in the table", hint)
-
-
-def _normalise(name: object) -> str:
-    return re.sub(r"[\W_]+", "", str(name)).lower()
-
-
-normalise_column_name = _normalise
 
 
 def prepare_target(frame: pd.DataFrame, target: str, positive_label: Label | None = None) -> LabelledTable:
@@ -600,13 +598,29 @@ def _separation(series: pd.Series, kind: str, y: np.ndarray) -> float | None:
 
 
 def _out_of_fold_target_rate(series: pd.Series, y: np.ndarray, folds: int = 5) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    fold_of = rng.integers(0, folds, size=len(series))
-    prior = float(y.mean())
-    out = np.empty(len(series))
-    for fold in range(folds):
-        fit = fold_of != fold
-        rates = pd.Series(y[fit]).groupby(series[fit].to_numpy()).agg(["sum", "count"])
-        smoothed = (rates["sum"] + prior * 10) / (rates["count"] + 10)
-        out[~fit] = series[~fit].map(smoothed).fillna(prior).to_numpy(dtype=float)
-    return out
+    """Each row's category scored by the positive rate of that category in the other folds (cross-fitting).
+
+    ``TargetEncoder.fit_transform`` cross-fits: a row's own label never reaches its score, so a
+    category seen once cannot pass for a perfect separator. The rate is smoothed towards the
+    folds' positive rate as ``(positives + 10 · prior) / (rows + 10)``; a category missing from
+    the other folds gets that prior.
+    """
+    from sklearn.preprocessing import TargetEncoder
+
+    encoder = TargetEncoder(target_type="binary", smooth=10.0, **_stratified_folds(folds, seed=0))
+    return encoder.fit_transform(series.to_numpy(dtype=object).reshape(-1, 1), y)[:, 0]
+
+
+def _stratified_folds(folds: int, seed: int) -> dict[str, object]:
+    """``TargetEncoder``'s folds, shuffled with a fixed seed so a profile is the same on every run.
+
+    scikit-learn 1.9 takes the splitter itself (and deprecates ``shuffle`` / ``random_state``);
+    the versions before it build the same ``StratifiedKFold`` from those two.
+    """
+    import sklearn
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.utils.fixes import parse_version
+
+    if parse_version(sklearn.__version__).release >= (1, 9):
+        return {"cv": StratifiedKFold(folds, shuffle=True, random_state=seed)}
+    return {"cv": folds, "shuffle": True, "random_state": seed}

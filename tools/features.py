@@ -131,7 +131,8 @@ def keep_helpful(
     return kept
 
 
-def _cv_average_precision(X, y, base, steps, seed, folds) -> float:  # noqa: ANN001
+def _cv_average_precision(X: pd.DataFrame, y: np.ndarray, base: list[str], steps: list[DataStep], seed: int,
+                          folds: int) -> float:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import average_precision_score
     from sklearn.model_selection import StratifiedKFold

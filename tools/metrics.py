@@ -19,7 +19,7 @@ positive-class probability.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -265,7 +265,7 @@ def floors_of(params: Mapping[str, float] | None) -> dict[str, float]:
     return {quantity: float(params[key]) for quantity, key in FLOORED.items() if params.get(key) is not None}
 
 
-def _stratified_resamples(y: np.ndarray, n_resamples: int, seed: int):  # noqa: ANN202 - Iterator[np.ndarray]
+def _stratified_resamples(y: np.ndarray, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
     """Row indices of bootstrap resamples drawn within each class, so a rare class never vanishes."""
     rng = np.random.default_rng(seed)
     by_class = [np.flatnonzero(y == c) for c in (0, 1)]

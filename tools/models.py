@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # Optuna loads when a search runs
+    from optuna.trial import BaseTrial
 
 ClassWeight = dict[int, float] | None
 Params = dict[str, Any]
@@ -26,7 +29,7 @@ class ModelSpec:
     name: str
     description: str
     build: Callable[[Params, ClassWeight, int, Categorical], Any]
-    space: Callable[[Any], Params]
+    space: Callable[[BaseTrial], Params]
     native_categorical: bool = False  # takes ordinal category codes and their column positions
     cost: float = 1.0  # rough fit time at its default size, relative to 100 rounds of HGB (for budgeting)
 
@@ -43,13 +46,13 @@ def _lr_build(params: Params, class_weight: ClassWeight, seed: int, categorical:
     return LogisticRegression(C=p.get("C", 1.0), class_weight=class_weight, max_iter=2000, random_state=seed)
 
 
-def _lr_space(trial: Any) -> Params:
+def _lr_space(trial: BaseTrial) -> Params:
     return {"lr__C": trial.suggest_float("lr__C", 1e-3, 100.0, log=True)}
 
 
 # ---------------------------------------------------------------- forests
 def _forest_space(prefix: str) -> Callable[[Any], Params]:
-    def space(trial: Any) -> Params:
+    def space(trial: BaseTrial) -> Params:
         return {
             f"{prefix}__n_estimators": trial.suggest_int(f"{prefix}__n_estimators", 100, 500, step=50),
             f"{prefix}__min_samples_leaf": trial.suggest_int(f"{prefix}__min_samples_leaf", 1, 20, log=True),
@@ -97,7 +100,7 @@ def _hgb_build(params: Params, class_weight: ClassWeight, seed: int, categorical
     )
 
 
-def _hgb_space(trial: Any) -> Params:
+def _hgb_space(trial: BaseTrial) -> Params:
     return {
         "hgb__learning_rate": trial.suggest_float("hgb__learning_rate", 0.01, 0.3, log=True),
         "hgb__max_iter": trial.suggest_int("hgb__max_iter", 50, 500, log=True),
@@ -144,7 +147,7 @@ def _lgbm_build(params: Params, class_weight: ClassWeight, seed: int, categorica
     )
 
 
-def _lgbm_space(trial: Any) -> Params:
+def _lgbm_space(trial: BaseTrial) -> Params:
     return {
         "lgbm__learning_rate": trial.suggest_float("lgbm__learning_rate", 0.01, 0.2, log=True),
         "lgbm__n_estimators": trial.suggest_int("lgbm__n_estimators", 50, 1000, log=True),
@@ -177,7 +180,7 @@ def _mlp_build(params: Params, class_weight: ClassWeight, seed: int, categorical
     )
 
 
-def _mlp_space(trial: Any) -> Params:
+def _mlp_space(trial: BaseTrial) -> Params:
     return {
         "mlp__hidden": trial.suggest_categorical("mlp__hidden", list(_MLP_SHAPES)),
         "mlp__dropout": trial.suggest_float("mlp__dropout", 0.0, 0.5),

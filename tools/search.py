@@ -32,7 +32,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,13 @@ from poise.tools.models import MODELS
 from poise.tools.planning import cv_repeats
 from poise.tools.preprocess import FeatureColumns
 from poise.tools.strategies import STRATEGIES, StrategyContext
+
+if TYPE_CHECKING:  # Optuna and the pipelines load when a search runs, not when this module is imported
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial, Trial
+    from sklearn.pipeline import Pipeline
+
+    from poise.tools.ensemble import BlendClassifier
 
 _HGB = {"hgb__learning_rate": 0.1, "hgb__max_iter": 100, "hgb__max_leaf_nodes": 31, "hgb__min_samples_leaf": 20,
         "hgb__l2_regularization": 1e-6}
@@ -124,7 +131,7 @@ class Member:
     fit_seconds: float
     oof: np.ndarray = field(repr=False)
     weight: float = 1.0
-    fold_models: list[Any] | None = field(default=None, repr=False)  # fitted, sampler-free, one per fold
+    fold_models: list[Pipeline] | None = field(default=None, repr=False)  # fitted, sampler-free, one per fold
 
     @property
     def label(self) -> str:
@@ -138,7 +145,7 @@ class Member:
 
 @dataclass
 class SearchResult:
-    pipeline: Any  # fitted, sampler-free: preprocessing + model (or a blend of several)
+    pipeline: Pipeline | BlendClassifier  # fitted, sampler-free: preprocessing + model (or a blend of several)
     members: list[Member]
     threshold: float
     cv_score: float
@@ -236,7 +243,9 @@ class Exploration:
 
 
 class _Search:
-    def __init__(self, X, y, task, plan, columns, storage, study_name, on_trial, deadline=None) -> None:  # noqa: ANN001
+    def __init__(self, X: pd.DataFrame, y: np.ndarray, task: TaskSpec, plan: Plan, columns: FeatureColumns,
+                 storage: str | None, study_name: str | None, on_trial: Callable[[TrialRecord], None] | None,
+                 deadline: float | None = None) -> None:
         from sklearn.model_selection import RepeatedStratifiedKFold
 
         self.start = time.monotonic()
@@ -296,7 +305,7 @@ class _Search:
             )
         return strategies, models, skipped
 
-    def _suggest(self, trial: Any) -> tuple[str, str, dict[str, Any]]:
+    def _suggest(self, trial: Trial) -> tuple[str, str, dict[str, Any]]:
         strategy = trial.suggest_categorical("strategy", self.strategies)
         spec = STRATEGIES[strategy]
         model = trial.suggest_categorical("model", self.models) if spec.kind in ("none", "weights", "sampler") \
@@ -373,7 +382,9 @@ class _Search:
         self.quickest_fold = min(self.quickest_fold, seconds)
 
     # ------------------------------------------------------------------ one trial
-    def _cross_validate(self, trial: Any, strategy: str, family: str, params: dict[str, Any]):  # noqa: ANN202
+    def _cross_validate(self, trial: Trial, strategy: str, family: str, params: dict[str, Any]
+                        ) -> tuple[np.ndarray, list[float], float, list[Pipeline]]:
+        """Out-of-fold probabilities, the score of each fold, the mean fit seconds and the fitted fold models."""
         import optuna
         from sklearn.base import clone
 
@@ -416,7 +427,7 @@ class _Search:
             return float("nan")
         return metrics.best_threshold(self.task.metric, y, proba, self.params)[1]
 
-    def _objective(self, trial: Any) -> float:
+    def _objective(self, trial: Trial) -> float:
         import optuna
 
         tick = time.monotonic()
@@ -470,7 +481,7 @@ class _Search:
             if rank >= _BAGGED and kept is not simple:
                 kept.fold_models = None
 
-    def _stop_when_out_of_time(self, study: Any, trial: Any) -> None:
+    def _stop_when_out_of_time(self, study: Study, trial: FrozenTrial) -> None:
         # out of time, too little left for one fold of the quickest arm seen, or the sampler keeps
         # proposing what no longer fits (the cheap arms it would need are spent or lost)
         if self.best and self._remaining() <= self.quickest_fold:
@@ -567,7 +578,7 @@ class _Search:
             notes=list(notes or []),
         )
 
-    def _final_model(self, member: Member) -> Any:
+    def _final_model(self, member: Member) -> Pipeline | BlendClassifier:
         """The member's fold models, bagged; a refit on all rows only where they were not kept."""
         from poise.tools.ensemble import BlendClassifier
 

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from poise.tools.models import ClassWeight, Params
 from poise.tools.preprocess import FeatureColumns, categorical_positions
+
+if TYPE_CHECKING:  # Optuna loads when a search runs
+    from optuna.trial import BaseTrial
 
 StrategyKind = Literal["none", "weights", "sampler", "ensemble", "loss"]
 
@@ -52,7 +55,7 @@ class StrategyContext:
         return max(1, min(wanted, self.n_minority - 1))
 
 
-def _no_params(trial: Any, ctx: StrategyContext) -> Params:
+def _no_params(trial: BaseTrial, ctx: StrategyContext) -> Params:
     return {}
 
 
@@ -61,7 +64,7 @@ class StrategySpec:
     name: str
     description: str
     kind: StrategyKind
-    space: Callable[[Any, StrategyContext], Params] = _no_params
+    space: Callable[[BaseTrial, StrategyContext], Params] = _no_params
     sampler: Callable[[Params, StrategyContext], Any] | None = None
     estimator: Callable[[Params, StrategyContext], Any] | None = None
     model: str | None = None
@@ -88,28 +91,28 @@ def class_weight(params: Params, ctx: StrategyContext) -> ClassWeight:
 
 
 # ---------------------------------------------------------------- shared search-space pieces
-def _ratio(trial: Any, ctx: StrategyContext, prefix: str) -> float:
+def _ratio(trial: BaseTrial, ctx: StrategyContext, prefix: str) -> float:
     """Minority/majority ratio after resampling, from a little above today's up to balanced."""
     low = min(1.0, max(ctx.least_ratio, 0.1))
     return trial.suggest_float(f"{prefix}__ratio", low, 1.0)
 
 
-def _k(trial: Any, ctx: StrategyContext, prefix: str, name: str = "k") -> int:
+def _k(trial: BaseTrial, ctx: StrategyContext, prefix: str, name: str = "k") -> int:
     high = ctx.neighbours(10)
     if high <= 3:
         return high
     return trial.suggest_int(f"{prefix}__{name}", 3, high)
 
 
-def _ratio_space(prefix: str) -> Callable[[Any, StrategyContext], Params]:
-    def space(trial: Any, ctx: StrategyContext) -> Params:
+def _ratio_space(prefix: str) -> Callable[[BaseTrial, StrategyContext], Params]:
+    def space(trial: BaseTrial, ctx: StrategyContext) -> Params:
         return {f"{prefix}__ratio": _ratio(trial, ctx, prefix)}
 
     return space
 
 
-def _ratio_k_space(prefix: str) -> Callable[[Any, StrategyContext], Params]:
-    def space(trial: Any, ctx: StrategyContext) -> Params:
+def _ratio_k_space(prefix: str) -> Callable[[BaseTrial, StrategyContext], Params]:
+    def space(trial: BaseTrial, ctx: StrategyContext) -> Params:
         return {f"{prefix}__ratio": _ratio(trial, ctx, prefix), f"{prefix}__k": _k(trial, ctx, prefix)}
 
     return space
@@ -170,7 +173,7 @@ def _borderline(params: Params, ctx: StrategyContext) -> Any:
     )
 
 
-def _borderline_space(trial: Any, ctx: StrategyContext) -> Params:
+def _borderline_space(trial: BaseTrial, ctx: StrategyContext) -> Params:
     return {
         **_ratio_k_space("bsmote")(trial, ctx),
         "bsmote__m": trial.suggest_int("bsmote__m", 5, 15),
@@ -224,7 +227,7 @@ def _balanced_rf(params: Params, ctx: StrategyContext) -> Any:
     )
 
 
-def _balanced_rf_space(trial: Any, ctx: StrategyContext) -> Params:
+def _balanced_rf_space(trial: BaseTrial, ctx: StrategyContext) -> Params:
     return {
         "brf__n_estimators": trial.suggest_int("brf__n_estimators", 100, 500, step=50),
         "brf__min_samples_leaf": trial.suggest_int("brf__min_samples_leaf", 1, 10, log=True),
@@ -244,14 +247,14 @@ def _easy_ensemble(params: Params, ctx: StrategyContext) -> Any:
     )
 
 
-def _easy_space(trial: Any, ctx: StrategyContext) -> Params:
+def _easy_space(trial: BaseTrial, ctx: StrategyContext) -> Params:
     return {
         "easy__n_estimators": trial.suggest_int("easy__n_estimators", 5, 30),
         "easy__member_iter": trial.suggest_int("easy__member_iter", 50, 200, log=True),
     }
 
 
-def _focal_space(trial: Any, ctx: StrategyContext) -> Params:
+def _focal_space(trial: BaseTrial, ctx: StrategyContext) -> Params:
     return {"focal__gamma": trial.suggest_float("focal__gamma", 0.5, 4.0)}
 
 

@@ -25,13 +25,13 @@ import math
 import numbers
 import time
 import warnings
-from collections.abc import Iterable
 
 import numpy as np
 import torch
 from scipy.special import expit, softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -289,6 +289,27 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     (2, 2)
     """
 
+    _parameter_constraints: dict = {
+        "hidden_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "patience": [Interval(numbers.Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left"), None],
+        "loss": [StrOptions(set(_LOSSES))],
+        "focal_gamma": [Interval(numbers.Real, 0, None, closed="left")],
+        "focal_alpha": [Interval(numbers.Real, 0, 1, closed="both"), None],
+        "class_balanced_beta": [Interval(numbers.Real, 0, 1, closed="left")],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "random_state": ["random_state"],
+        "max_time": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "verbose": ["verbose"],
+        "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "device": [str],
+    }
+
     def __init__(
         self,
         hidden_sizes=(64, 32),
@@ -333,57 +354,20 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     # parameter checks
     # ------------------------------------------------------------------
     def _checked_hidden_sizes(self):
-        sizes = self.hidden_sizes
-        if isinstance(sizes, numbers.Integral):
-            sizes = (sizes,)
-        if not isinstance(sizes, Iterable) or isinstance(sizes, str):
-            raise ValueError(f"hidden_sizes must be a tuple of positive ints, got {self.hidden_sizes!r}.")
-        sizes = tuple(sizes)
-        if not all(isinstance(s, numbers.Integral) and s >= 1 for s in sizes):
+        """The layer widths as a tuple of ints; ``_parameter_constraints`` has checked the container only.
+
+        scikit-learn's constraints cannot say "a tuple of positive ints", so the widths themselves
+        are checked here, as ``MLPClassifier`` checks its ``hidden_layer_sizes``.
+        """
+        sizes = (self.hidden_sizes,) if isinstance(self.hidden_sizes, numbers.Integral) else tuple(self.hidden_sizes)
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes):
             raise ValueError(f"hidden_sizes must be a tuple of positive ints, got {self.hidden_sizes!r}.")
         return tuple(int(s) for s in sizes)
-
-    def _check_params(self):
-        def number(name, low, high, *, low_open=False, high_open=False, integer=False):
-            value = getattr(self, name)
-            kind = numbers.Integral if integer else numbers.Real
-            ok = isinstance(value, kind) and not isinstance(value, bool)
-            if ok:
-                ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-            if not ok:
-                lo = "(" if low_open else "["
-                hi = ")" if high_open else "]"
-                what = "an int" if integer else "a number"
-                raise ValueError(f"{name} must be {what} in {lo}{low}, {high}{hi}, got {value!r}.")
-
-        inf = math.inf
-        number("dropout", 0, 1, high_open=True)
-        number("learning_rate", 0, inf, low_open=True)
-        number("weight_decay", 0, inf)
-        number("batch_size", 1, inf, integer=True)
-        number("max_epochs", 1, inf, integer=True)
-        number("patience", 1, inf, integer=True)
-        if self.validation_fraction is not None:
-            number("validation_fraction", 0, 1, high_open=True)
-        if self.loss not in _LOSSES:
-            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}.")
-        number("focal_gamma", 0, inf)
-        if self.focal_alpha is not None:
-            number("focal_alpha", 0, 1)
-        number("class_balanced_beta", 0, 1, high_open=True)
-        if self.max_time is not None:
-            number("max_time", 0, inf)
-        if self.n_threads is not None:
-            number("n_threads", 1, inf, integer=True)
-        if not (self.class_weight is None or self.class_weight == "balanced" or isinstance(self.class_weight, dict)):
-            raise ValueError(
-                f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {self.class_weight!r}."
-            )
-        return self._checked_hidden_sizes()
 
     # ------------------------------------------------------------------
     # fitting
     # ------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Train the network.
 
@@ -403,7 +387,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         start_time = time.perf_counter()
-        hidden_sizes = self._check_params()
+        hidden_sizes = self._checked_hidden_sizes()
         X, y = _validate_X(self, X, reset=True, y=y)
         check_classification_targets(y)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
