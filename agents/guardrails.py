@@ -26,10 +26,10 @@ from poise.contracts import (
     SearchSpace,
     TaskDraft,
     TaskSpec,
+    normalise_column_name,
 )
 from poise.errors import PoiseError
 from poise.settings import Settings
-from poise.tools.data import normalise_column_name
 
 ALWAYS_SEARCHED = ("none", "class_weight")  # the baselines every sampler must beat
 _STATED = ("data", "target", "positive_label", "metric", "min_precision", "min_recall", "beta", "budget_seconds",

@@ -78,7 +78,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from poise.contracts import MAX_BUDGET_SECONDS, TaskDraft
+from poise.contracts import MAX_BUDGET_SECONDS, TaskDraft, normalise_column_name
 
 _I = re.IGNORECASE
 _MAX_TEXT = 4000
@@ -108,13 +108,6 @@ def _mask_all(text: str, spans: list[tuple[int, int]]) -> str:
     for start, end in spans:
         text = _mask(text, start, end)
     return text
-
-
-def _norm(text: str) -> str:
-    """The parser's key for a column name and for a span of the text that may name it: ASCII letters and
-    digits only, as ``_words`` splits them. Not ``poise.tools.data.normalise_column_name`` (which keeps
-    every letter), whose module loads pandas: this one must import without it (test_import_is_light)."""
-    return re.sub(r"[^0-9a-z]", "", text.lower())
 
 
 def _words(text: str) -> list[str]:
@@ -709,7 +702,8 @@ def _chunks(text: str) -> list[_Chunk]:
             clause += 1
         after = text[match.end():].lstrip()[:1]
         before = text[match.start() - 1] if match.start() else ""
-        chunks.append(_Chunk(raw, word, clause, _norm(raw), tuple(_stem(w) for w in _words(raw)), before, after))
+        stems = tuple(_stem(w) for w in _words(raw))
+        chunks.append(_Chunk(raw, word, clause, normalise_column_name(raw), stems, before, after))
         previous_end = match.end()
     return chunks
 
@@ -718,7 +712,7 @@ def _column_keys(columns: Sequence[str]) -> tuple[dict[str, str], dict[tuple[str
     by_norm: dict[str, str] = {}
     by_stems: dict[tuple[str, ...], str] = {}
     for column in columns:
-        by_norm.setdefault(_norm(column), column)
+        by_norm.setdefault(normalise_column_name(column), column)
         by_stems.setdefault(tuple(_stem(w) for w in _words(column)), column)
     by_norm.pop("", None)
     by_stems.pop((), None)
@@ -728,7 +722,7 @@ def _column_keys(columns: Sequence[str]) -> tuple[dict[str, str], dict[tuple[str
 def _match_column(ref: str, columns: Sequence[str]) -> str | None:
     """The header column that ``ref`` names, ignoring case, spaces, punctuation and plural endings."""
     by_norm, by_stems = _column_keys(columns)
-    return by_norm.get(_norm(ref)) or by_stems.get(tuple(_stem(w) for w in _words(ref)))
+    return by_norm.get(normalise_column_name(ref)) or by_stems.get(tuple(_stem(w) for w in _words(ref)))
 
 
 @dataclass
@@ -845,7 +839,7 @@ def _partial_match(columns: Sequence[str], stems: set[str]) -> str | None:
 
 
 def _literal_target(columns: Sequence[str]) -> str | None:
-    by_norm = {_norm(column): column for column in columns}
+    by_norm = {normalise_column_name(column): column for column in columns}
     return next((by_norm[name] for name in _LITERAL_TARGETS if name in by_norm), None)
 
 

@@ -37,6 +37,14 @@ MAX_BUDGET_SECONDS = 7 * 24 * 3600
 #: The budget of a task (and of its plan) that names none.
 DEFAULT_BUDGET_SECONDS = 120.0
 
+def normalise_column_name(name: object) -> str:
+    """A column name as people mean it: ``"Air temperature [K]"`` and ``air_temperature_k`` are the same.
+
+    The one key by which the data loader, the guardrails and the task parser match a name to a column.
+    """
+    return re.sub(r"[\W_]+", "", str(name)).lower()
+
+
 #: Registered model names: what MLflow accepts and what is safe as a folder name and in a URL.
 MODEL_NAME_RULE = (
     "a model name is 1 to 100 letters, digits, '-', '_' or '.', and does not start with '.' or '-'"

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from poise.contracts import normalise_column_name
 from poise.errors import DataError
 from poise.tools import data
 from tests.conftest import AI4I, DATA
@@ -70,8 +71,8 @@ def test_column_names_match_despite_case_spaces_and_punctuation():
     frame = pd.DataFrame({"Churned?": [0, 1], "Monthly Charges": [1.0, 2.0]})
     assert data.resolve_column(frame, "churned") == "Churned?"
     assert data.resolve_column(frame, "monthly_charges") == "Monthly Charges"
-    assert data.normalise_column_name("Air temperature [K]") == data.normalise_column_name("air_temperature_k")
-    assert data.normalise_column_name(2020) == "2020"
+    assert normalise_column_name("Air temperature [K]") == normalise_column_name("air_temperature_k")
+    assert normalise_column_name(2020) == "2020"
 
 
 def test_rows_without_a_label_are_dropped_and_counted(mixed_frame):

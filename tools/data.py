@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from poise.contracts import ColumnProfile, DataProfile, Label
+from poise.contracts import ColumnProfile, DataProfile, Label, normalise_column_name
 from poise.errors import DataError
 
 _ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
@@ -358,11 +358,6 @@ class LabelledTable:
     negative_label: Label
     n_missing_target: int = 0
     notes: tuple[DataNote, ...] = ()
-
-
-def normalise_column_name(name: object) -> str:
-    """A column name as people mean it: ``"Air temperature [K]"`` and ``air_temperature_k`` are the same."""
-    return re.sub(r"[\W_]+", "", str(name)).lower()
 
 
 def resolve_column(frame: pd.DataFrame, name: str, what: str = "column") -> str:
