@@ -165,12 +165,14 @@ def _prepare_while_prefect_starts(settings: Settings) -> None:
     """What the training needs anyway, done while the local Prefect server starts rather than after.
 
     The MLflow store is opened (created, on a fresh home), the runs a killed process left RUNNING
-    are closed, and the search's and registry's libraries are loaded.
+    are closed, the search's and registry's libraries are loaded, and MLflow's map of installed
+    packages, which registering a model needs, is built in the background.
     """
-    from poise.registry import tracking, versions  # noqa: F401 - loaded now, used by the flow
-    from poise.tools import search  # noqa: F401
+    from poise.registry import tracking, versions
+    from poise.tools import search  # noqa: F401 - loaded now, used by the flow
 
     tracking.close_abandoned_runs(settings)
+    versions.warm_requirement_checks()  # while the server finishes starting, and beside the search
 
 
 def _train_on_worker(deployment: str, task_spec: TaskSpec, plan: Plan | None) -> TrainingOutcome:

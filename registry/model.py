@@ -42,6 +42,7 @@ class ModelCard(BaseModel):
     estimator: str = ""
     members: list[str] = Field(default_factory=list, description="strategy/estimator of each blended member.")
     metric: str = ""
+    requirements: list[str] = Field(default_factory=list, description="Pinned packages it was trained with.")
 
     @property
     def features(self) -> list[str]:

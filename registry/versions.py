@@ -41,6 +41,44 @@ def model_requirements(card: ModelCard) -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in names]
 
 
+class VersionMismatchWarning(UserWarning):
+    """A model loaded beside other versions of the packages it was trained with: its answers may differ."""
+
+
+def version_mismatches(requirements: list[str]) -> list[str]:
+    """``name (trained with X, here Y)`` for each pinned requirement this environment does not match."""
+    found = []
+    for requirement in requirements:
+        name, _, wanted = requirement.partition("==")
+        try:
+            here = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            here = "not installed"
+        if wanted and here != wanted:
+            found.append(f"{name} (trained with {wanted}, here {here})")
+    return found
+
+
+def warm_requirement_checks() -> None:
+    """Build MLflow's map of installed packages now, in the background, so logging a model does not wait for it.
+
+    ``log_model`` checks its pip requirements against every installed distribution; building that map
+    reads the metadata of the whole environment (seconds in a large one) and is cached for the process.
+    Best effort: the map lives in a private MLflow module, and without it logging only takes longer.
+    """
+    import threading
+
+    def warm() -> None:
+        try:
+            from mlflow.utils import requirements_utils
+
+            requirements_utils._init_packages_to_modules_map()
+        except Exception:  # an optimisation only: without it, logging a model takes longer
+            pass
+
+    threading.Thread(target=warm, name="poise-warm-requirements", daemon=True).start()
+
+
 def register_model(
     run: SearchRun,
     model_name: str,
@@ -65,6 +103,7 @@ def register_model(
             mlflow.MlflowClient().log_artifact(run.run_id, str(path))
     from mlflow.models import infer_signature
 
+    card = card.model_copy(update={"requirements": model_requirements(card)})
     example = input_example[card.features].head(5)
     output = PoiseModel()
     output.pipeline, output.card = pipeline, card
@@ -78,7 +117,7 @@ def register_model(
             artifacts=save_artifacts(pipeline, card, Path(tmp)),
             signature=signature,
             input_example=example,
-            pip_requirements=model_requirements(card),
+            pip_requirements=card.requirements,
         )
     client = mlflow.MlflowClient()
     try:
@@ -227,8 +266,15 @@ def load(ref: str) -> LoadedModel:
     import mlflow
 
     name, version = resolve(ref)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    # MLflow's own requirement check reads the metadata of every installed package (seconds); the
+    # card's pinned versions say the same in milliseconds
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}", suppress_warnings=True)
     model: PoiseModel = pyfunc.unwrap_python_model()
+    mismatched = version_mismatches(model.card.requirements)
+    if mismatched:
+        warnings.warn(f"{name} v{version} was trained with other package versions: {'; '.join(mismatched)}; "
+                      "its scores may differ (retrain here, or install those versions)", VersionMismatchWarning,
+                      stacklevel=2)
     return LoadedModel(name, version, model.card, model)
 
 

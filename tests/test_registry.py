@@ -114,3 +114,14 @@ def test_references_that_do_not_exist_are_clear_errors(trained):
 
 def test_default_model_name_comes_from_the_file():
     assert default_model_name("data/AI4I 2020.csv.gz") == "ai4i-2020"
+
+
+def test_a_model_says_which_packages_differ_from_those_it_was_trained_with():
+    from importlib import metadata
+
+    from poise.registry.versions import version_mismatches
+
+    here = metadata.version("pandas")
+    found = version_mismatches([f"pandas=={here}", "numpy==0.0.1", "no-such-package-here==1.0"])
+    assert found == [f"numpy (trained with 0.0.1, here {metadata.version('numpy')})",
+                     "no-such-package-here (trained with 1.0, here not installed)"]
