@@ -84,6 +84,13 @@ def _family(pid: int) -> list[psutil.Process]:
     return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
 
 
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_stops_a_training_cleanly(table, tmp_path, signum):
@@ -91,7 +98,6 @@ def test_a_signal_stops_a_training_cleanly(table, tmp_path, signum):
     process = _start_training(table, home)
     try:
         _wait_for_first_trial(process, home)
-        time.sleep(2)
         family = _family(process.pid)
         assert len(family) >= 2, "poise should run its own local Prefect server"
         sent = time.monotonic()
@@ -114,8 +120,8 @@ def test_a_signal_stops_a_training_cleanly(table, tmp_path, signum):
         assert lines[-1] == "stopped after registering faults v1 as @challenger", stderr
         assert _aliases(home) == [("faults", "challenger", 1)]
     assert [status for _, status in _runs(home, "search")] == ["KILLED"]
-    time.sleep(1)
-    assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    _, alive = psutil.wait_procs(family, timeout=15)
+    assert not [p.pid for p in alive if _running(p)]
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ def trained():
     return first, second
 
 
+@pytest.mark.slow
 def test_training_registers_a_version_with_lineage(trained):
     import mlflow
 
@@ -46,6 +47,7 @@ def test_training_registers_a_version_with_lineage(trained):
     assert all("strategy" in t.data.params for t in trials)
 
 
+@pytest.mark.slow
 def test_loaded_model_predicts_labels_and_probabilities(trained):
     first, _ = trained
     frame = pd.read_csv(PIMA)
@@ -56,6 +58,7 @@ def test_loaded_model_predicts_labels_and_probabilities(trained):
     assert ((scored["proba"] >= first.candidate.threshold) == (scored["pred"] == 1)).all()
 
 
+@pytest.mark.slow
 def test_model_as_plain_mlflow_pyfunc(trained):
     import mlflow
 
@@ -64,6 +67,7 @@ def test_model_as_plain_mlflow_pyfunc(trained):
     assert list(pyfunc.predict(frame.head(3)).columns) == ["proba", "pred"]
 
 
+@pytest.mark.slow
 def test_input_errors_name_the_columns(trained):
     loaded = versions.load("pima")
     frame = pd.read_csv(PIMA)
@@ -76,6 +80,7 @@ def test_input_errors_name_the_columns(trained):
         loaded.predict(frame.assign(bmi="heavy"))
 
 
+@pytest.mark.slow
 def test_promote_moves_champion_and_keeps_previous(trained):
     assert versions.promote("pima", 2) == "1"
     assert versions.alias_version("pima", "champion") == "2"
@@ -85,6 +90,7 @@ def test_promote_moves_champion_and_keeps_previous(trained):
     versions.promote("pima", 1)  # back, for the other tests
 
 
+@pytest.mark.slow
 def test_references_that_do_not_exist_are_clear_errors(trained):
     with pytest.raises(ModelNotFoundError, match="no registered model named 'nope'"):
         versions.resolve("nope")
