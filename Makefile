@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo drift-demo test test-all lint bench clean
+.PHONY: install demo drift-demo test test-fast test-all lint bench clean
 
 # torch is pinned exactly in pyproject.toml: its CPU build; a looser pin pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -34,9 +34,13 @@ demo: install
 drift-demo: install
 	$(BIN)/python -m poise.examples.drift_demo
 
-## test: the whole suite (unit + end-to-end on real data)
+## test: the whole suite (unit + end-to-end on real data); what CI runs
 test: install
 	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/python -m pytest -q
+
+## test-fast: what runs in under a minute, while developing: no test that trains a model or starts a process
+test-fast: install
+	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/python -m pytest -q -m 'not slow'
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,7 +1,8 @@
-"""Helpers the benchmark scripts share: console notes, machine facts, the poise executable, and
-running a child process with a hard time limit.
+"""Helpers the benchmark scripts share: console notes, machine facts and load, the poise executable,
+and running a child process with a hard time limit.
 
-Only the standard library, so any benchmark (and any interpreter, e.g. a peer's own venv) can import it.
+The benchmark drivers run in poise's venv (peers.py, which runs in a peer's own venv, imports nothing
+from here): processes are started and stopped with ``poise.processes``, the machine is read with psutil.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from poise import processes
 
 
 def say(message: str) -> None:
@@ -23,22 +25,40 @@ def say(message: str) -> None:
 
 def machine_info() -> dict[str, str]:
     """The facts a reader needs to weigh timings: CPU model, cores this process may use, memory, Python."""
-    cpu = "unknown CPU"
+    import psutil
+
+    process = psutil.Process()
+    cores = len(process.cpu_affinity()) if hasattr(process, "cpu_affinity") else psutil.cpu_count()
+    return {"cpu": cpu_model(), "cores": str(cores),
+            "memory": f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
+            "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}"}
+
+
+def cpu_model() -> str:
+    """The CPU's model name: psutil does not report it, so Linux's /proc/cpuinfo, else what platform knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    memory = "?"
-    try:
-        kib = int(Path("/proc/meminfo").read_text().split("MemTotal:", 1)[1].split()[0])
-        memory = f"{kib / 2**20:.0f} GiB"
-    except (OSError, IndexError, ValueError):
-        pass
-    return {"cpu": cpu, "cores": str(len(os.sched_getaffinity(0))), "memory": memory,
-            "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}"}
+    return platform.processor() or "unknown CPU"
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has spent so far, all cores (idle and iowait excluded)."""
+    import psutil
+
+    times = psutil.cpu_times()._asdict()
+    return sum(times.get(kind, 0.0) for kind in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds a process (all its threads; this one by default) has spent so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def poise_executable() -> str:
@@ -55,26 +75,6 @@ class Finished:
     returncode: int | None  # None when it was killed for running past its limit
     seconds: float
     timed_out: bool
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a child started with ``start_new_session=True`` and everything it spawned: TERM, then KILL."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
-        if proc.poll() is not None:
-            break
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-    # the leader may be gone while a grandchild of its group lingers
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_bounded(command: list[str], *, limit: float, log: Path, stdout: Path | None = None,
@@ -95,5 +95,5 @@ def run_bounded(command: list[str], *, limit: float, log: Path, stdout: Path | N
             code, timed_out = None, True
         finally:
             seconds = time.monotonic() - started
-            stop_group(proc)  # also whatever it left running behind it
+            processes.stop(proc, group=True)  # also whatever it left running behind it
     return Finished(code, seconds, timed_out)

@@ -50,7 +50,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from common import machine_info
+from common import machine_info, say
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -58,30 +58,22 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATASETS = ("ai4i", "occupancy")
 STEPS = ("monitor", "decide", "retrain", "gate", "deploy")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------- who else uses the machine
-def _processes() -> dict[int, tuple[int, int]]:
-    """pid → (parent pid, CPU jiffies used so far: user + system) of every process."""
+def _processes() -> dict[int, tuple[int, float]]:
+    """pid → (parent pid, CPU seconds used so far: user + system) of every process."""
+    import psutil
+
     found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(")") + 2:].split()
-        found[int(entry.name)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
+    for process in psutil.process_iter(["ppid", "cpu_times"]):
+        times = process.info["cpu_times"]
+        if times is not None:  # None: gone or not ours to read
+            found[process.pid] = (process.info["ppid"], times.user + times.system)
     return found
 
 
-def _outside(processes: dict[int, tuple[int, int]], root: int) -> set[int]:
+def _outside(processes: dict[int, tuple[int, float]], root: int) -> set[int]:
     """Processes that are not ``root`` nor below it."""
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in processes.items():
@@ -110,7 +102,7 @@ class OtherLoad:
         now = _processes()
         others = _outside(now, os.getpid())
         used = sum(now[pid][1] - (self._before[pid][1] if pid in self._before else 0) for pid in others)
-        return max(0.0, used / CLK_TCK / max(seconds, 1e-9))
+        return max(0.0, used / max(seconds, 1e-9))
 
 
 def wait_until_idle(limit: float, max_other: float = 0.15, quiet_seconds: float = 10.0) -> float:
@@ -179,7 +171,7 @@ def run_dataset(dataset: str, budget: float, home: Path, seed: int, wait_idle: f
     from poise.agents.runner import Lifecycle
     from poise.contracts import TaskSpec
     from poise.examples import drift
-    from poise.examples.drift_demo import ModelServer, model_info, send_labels, send_rows
+    from poise.examples.harness import ModelServer, model_info, send_labels, send_rows
     from poise.pipelines.train import train
 
     name = f"bench-recovery-{dataset}"
@@ -208,7 +200,7 @@ def run_dataset(dataset: str, budget: float, home: Path, seed: int, wait_idle: f
             if dataset == "ai4i":
                 say(f"{dataset}: control batch (live_same)")
                 frame = pd.read_csv(tables["live_same"].path)
-                sent = send_rows(client, frame, features)
+                sent = send_rows(client, frame, features, drift.TARGET)
                 send_labels(client, sent)
                 began = time.monotonic()
                 view = lifecycle.recover(name, window=sent.rows, budget_seconds=budget)
@@ -220,7 +212,7 @@ def run_dataset(dataset: str, budget: float, home: Path, seed: int, wait_idle: f
             frame = pd.read_csv(drifting.path)
             say(f"{dataset}: drifting batch ({len(frame):,} rows) and its labels")
             began = time.monotonic()
-            sent = send_rows(client, frame, features)
+            sent = send_rows(client, frame, features, drift.TARGET)
             predict_seconds = time.monotonic() - began
             labelled = send_labels(client, sent)
             feedback_seconds = time.monotonic() - began - predict_seconds

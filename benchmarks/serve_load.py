@@ -24,32 +24,33 @@ The load generator and the server run on the same machine and share its cores. O
 ``--wait-idle`` waits before each phase for other work to stop, and a phase during which other processes
 used more than ``--max-other`` cores is measured again (its errors are still reported). The reading of the
 numbers in ``serve_results.md`` is written by hand after a run.
+
+This file trains, starts and stops the server and runs the phases; the clients and the measuring are in
+``serve_load_gen.py``, the markdown report in ``serve_load_report.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
-import platform
-import resource
 import shlex
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from common import poise_executable
+from common import cpu_seconds, machine_busy_seconds, poise_executable, say
+from serve_load_gen import batch_phase, latency_phase, summarise_swap, swap_phase, wait_until_idle
+from serve_load_report import machine, render
+
+from poise import processes
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -57,11 +58,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = ROOT / "poise" / "examples" / "ai4i2020.csv"
 NAME = "bench-ai4i"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -105,12 +101,6 @@ def train_two_versions(budget: float) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------ the server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Server:
     proc: subprocess.Popen
@@ -120,367 +110,36 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server process (all its threads) so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return cpu_seconds(self.proc.pid)
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        import psutil
+
+        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        processes.stop(self.proc, grace=20)
 
 
 def start_server(home: Path, port: int, poll: float) -> tuple[Server, list[str]]:
-    import httpx
-
     command = [poise_executable(), "serve", "--model", NAME, "--host", "127.0.0.1", "--port", str(port),
                "--poll", str(poll)]
     env = {**os.environ, "POISE_HOME": str(home)}
     env.pop("POISE_SERVE_TOKEN", None)
     log_path = home / "serve.log"
     started = time.perf_counter()
-    with log_path.open("wb") as log_file:  # a file, not a pipe: a full pipe would stall the server
-        proc = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=home)
+    proc = processes.start(command, log=log_path, env=env, cwd=home)
     base = f"http://127.0.0.1:{port}"
     server = Server(proc, base, log_path, 0.0)
-    deadline = started + 180
-    while time.perf_counter() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"poise serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/health", timeout=2, trust_env=False).status_code == 200:
-                server.startup_seconds = time.perf_counter() - started
-                return server, command
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise SystemExit(f"poise serve did not answer /health within 180 s:\n{log_path.read_text()[-3000:]}")
-
-
-# ------------------------------------------------------------------------------------------ load
-@dataclass
-class Shot:
-    sent: float  # perf_counter at send
-    done: float  # perf_counter at answer (or error)
-    status: int  # 0 = connection or protocol error
-    version: str | None = None  # from the body
-    header_version: str | None = None  # from X-Model-Version
-    rows: int = 0
-    request_id: bool = False
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 200 and self.error is None
-
-    @property
-    def ms(self) -> float:
-        return 1000 * (self.done - self.sent)
-
-
-def post_one(client: Any, body: bytes, expected_rows: int = 1) -> Shot:
-    import httpx
-
-    sent = time.perf_counter()
     try:
-        response = client.post("/predict", content=body, headers={"content-type": "application/json"})
-        done = time.perf_counter()
-    except httpx.HTTPError as exc:
-        return Shot(sent, time.perf_counter(), 0, error=f"{type(exc).__name__}: {exc}")
-    shot = Shot(sent, done, response.status_code, header_version=response.headers.get("x-model-version"))
-    if response.status_code != 200:
-        shot.error = response.text[:300]
-        return shot
-    try:
-        payload = response.json()
-        shot.version, shot.request_id = payload["version"], bool(payload.get("request_id"))
-        shot.rows = len(payload["predictions"])
-    except (ValueError, KeyError, TypeError) as exc:
-        shot.error = f"unreadable answer: {exc}"
-    if shot.rows != expected_rows and shot.error is None:
-        shot.error = f"{shot.rows} predictions for {expected_rows} row(s)"
-    return shot
-
-
-def new_client(base: str) -> Any:
-    import httpx
-
-    return httpx.Client(base_url=base, timeout=60.0, trust_env=False)
-
-
-def fire(base: str, bodies: list[bytes], clients: int, *, count: int | None = None,
-         stop: threading.Event | None = None, sink: list[Shot] | None = None) -> tuple[list[Shot], float]:
-    """Closed-loop single-row load: ``clients`` threads, each with its own keep-alive connection.
-
-    Stops after ``count`` requests in all, or when ``stop`` is set. Returns the shots and the wall time.
-    """
-    counter = itertools.count()
-    shots: list[Shot] = sink if sink is not None else []
-
-    def work() -> None:
-        with new_client(base) as client:
-            while stop is None or not stop.is_set():
-                i = next(counter)
-                if count is not None and i >= count:
-                    return
-                shots.append(post_one(client, bodies[i % len(bodies)]))
-
-    threads = [threading.Thread(target=work, name=f"client-{k}") for k in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return shots, time.perf_counter() - started
-
-
-def client_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes on the machine have spent so far (every core, idle and iowait excluded)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
-
-
-def wait_until_idle(limit: float, busy_below: float = 0.15) -> float:
-    """Wait (at most ``limit`` s) until the machine's other work uses under ``busy_below`` cores; returns that use."""
-    deadline = time.perf_counter() + limit
-    while True:
-        before, cpu_before, started = machine_busy_seconds(), client_cpu_seconds(), time.perf_counter()
-        time.sleep(3)
-        wall = time.perf_counter() - started
-        other = (machine_busy_seconds() - before - (client_cpu_seconds() - cpu_before)) / wall
-        if other < busy_below or time.perf_counter() > deadline:
-            return other
-        say(f"  the machine is busy with other work ({other:.2f} cores); waiting")
-
-
-def pct(values: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
-def latency_phase(server: Server, bodies: list[bytes], clients: int, requests: int, warmup: int) -> dict[str, Any]:
-    warm, _ = fire(server.base, bodies, clients, count=warmup)
-    cpu_server, cpu_client, busy = server.cpu_seconds(), client_cpu_seconds(), machine_busy_seconds()
-    shots, wall = fire(server.base, bodies, clients, count=requests)
-    server_cores = (server.cpu_seconds() - cpu_server) / wall
-    client_cores = (client_cpu_seconds() - cpu_client) / wall
-    ok = [s.ms for s in shots if s.ok]
-    return {
-        "clients": clients, "requests": len(shots), "errors": sum(not s.ok for s in shots), "wall": wall,
-        "rps": len(ok) / wall, "p50": pct(ok, 50), "p90": pct(ok, 90), "p99": pct(ok, 99), "max": max(ok),
-        "server_cpu_ms": 1000 * (server.cpu_seconds() - cpu_server) / max(len(shots), 1),
-        "server_cores": server_cores, "client_cores": client_cores,
-        "other_cores": (machine_busy_seconds() - busy) / wall - server_cores - client_cores,
-        "rows_ok": sum(s.rows for s in shots if s.ok), "warmup_rows": sum(s.rows for s in warm if s.ok),
-        "error_examples": [s.error for s in shots if not s.ok][:3],
-    }
-
-
-# ------------------------------------------------------------------------------------------ batches
-def batch_phase(server: Server, frame: Any, repeats: int) -> tuple[list[dict[str, Any]], int]:
-    import httpx
-    import numpy as np
-
-    rows = len(frame)
-    json_body = json.dumps({"records": frame.to_dict(orient="records")}).encode()
-    csv_body = frame.to_csv(index=False).encode()
-    ways = {
-        "JSON records → /predict": dict(url="/predict", content=json_body,
-                                          headers={"content-type": "application/json"}),
-        "CSV body (text/csv) → /predict/csv": dict(url="/predict/csv", content=csv_body,
-                                                    headers={"content-type": "text/csv"}),
-        "CSV multipart upload → /predict/csv": dict(url="/predict/csv",
-                                                     files={"file": ("rows.csv", csv_body, "text/csv")}),
-    }
-    out, probas, rows_ok = [], {}, 0
-    cpu_server, cpu_client, busy, began = (server.cpu_seconds(), client_cpu_seconds(), machine_busy_seconds(),
-                                           time.perf_counter())
-    with new_client(server.base) as client:
-        for label, request in ways.items():
-            walls, errors, size = [], 0, len(request.get("content") or csv_body)
-            for _ in range(repeats):
-                started = time.perf_counter()
-                try:
-                    response = client.post(**request)
-                    payload = response.json() if response.status_code == 200 else None
-                except (httpx.HTTPError, ValueError) as exc:
-                    say(f"  {label}: {type(exc).__name__}: {exc}")
-                    errors += 1
-                    continue
-                walls.append(time.perf_counter() - started)
-                if payload is None or len(payload["predictions"]) != rows:
-                    errors += 1
-                    say(f"  {label}: HTTP {response.status_code} {response.text[:300]}")
-                    continue
-                rows_ok += rows
-                probas[label] = np.array([p["proba"] for p in payload["predictions"]])
-            wall = float(np.median(walls)) if walls else float("nan")
-            out.append({"way": label, "rows": rows, "bytes": size, "repeats": repeats, "errors": errors,
-                        "wall": wall, "min": min(walls) if walls else float("nan"), "rows_per_s": rows / wall})
-            say(f"  {label}: median {wall:.2f} s, {rows / wall:,.0f} rows/s")
-    wall = time.perf_counter() - began
-    other = (machine_busy_seconds() - busy - (server.cpu_seconds() - cpu_server)
-             - (client_cpu_seconds() - cpu_client)) / wall
-    for entry in out:
-        entry["other_cores"] = other
-    reference = next(iter(probas.values()), None)
-    for entry in out:
-        mine = probas.get(entry["way"])
-        entry["max_diff"] = (float(np.max(np.abs(mine - reference))) if mine is not None and reference is not None
-                             else float("nan"))
-    return out, rows_ok
-
-
-# ------------------------------------------------------------------------------------------ hot swap
-@dataclass
-class Move:
-    what: str  # "promote v2" / "rollback to v1"
-    to: str
-    started: float  # perf_counter before the alias move
-    moved: float  # perf_counter once the alias move returned
-    reference: float  # when the alias counts as moved: ``moved`` in-process; the command's launch with the CLI
-    wall_reference: float  # time.time() at ``reference``, to compare with the server's loaded_at
-    first_answer: float | None = None
-    loaded_at: str | None = None
-
-
-@dataclass
-class SwapResult:
-    clients: int
-    via: str
-    shots: list[Shot]
-    wall: float
-    moves: list[Move] = field(default_factory=list)
-    health_after: dict[str, Any] | None = None
-    server_cpu: float = 0.0
-    other_cpu: float = 0.0
-
-
-def move_alias(via: str, what: str, version: str, home: Path) -> None:
-    if via == "api":
-        from poise.registry import versions
-
-        if what == "promote":
-            versions.promote(NAME, version)
-        else:
-            versions.rollback(NAME)
-        return
-    command = [poise_executable(), *(["promote", NAME, version] if what == "promote" else ["rollback", NAME])]
-    subprocess.run(command, env={**os.environ, "POISE_HOME": str(home)}, check=True, capture_output=True)
-
-
-def wait_for_version(shots: list[Shot], version: str, after: float, timeout: float) -> float | None:
-    """The answer time of the first answer from ``version`` that arrived after ``after``."""
-    deadline, seen = time.perf_counter() + timeout, 0
-    while time.perf_counter() < deadline:
-        upto = len(shots)
-        for shot in shots[seen:upto]:
-            if shot.ok and shot.version == version and shot.done > after:
-                return min(s.done for s in shots[:len(shots)] if s.ok and s.version == version and s.done > after)
-        seen = upto
-        time.sleep(0.01)
-    return None
-
-
-def swap_phase(server: Server, bodies: list[bytes], clients: int, v1: str, v2: str, via: str, home: Path,
-               settle: float, min_seconds: float) -> SwapResult:
-    import httpx
-
-    shots: list[Shot] = []
-    stop = threading.Event()
-    result = SwapResult(clients, via, shots, 0.0)
-    loader = threading.Thread(target=lambda: result.__setattr__("wall", fire(server.base, bodies, clients,
-                                                                              stop=stop, sink=shots)[1]))
-    cpu_before, client_before, busy_before = server.cpu_seconds(), client_cpu_seconds(), machine_busy_seconds()
-    began = time.perf_counter()
-    loader.start()
-    try:
-        time.sleep(settle)
-        for what, to in (("promote", v2), ("rollback", v1)):
-            started, wall_started = time.perf_counter(), time.time()
-            move_alias(via, what, to, home)
-            moved, wall_moved = time.perf_counter(), time.time()
-            # the CLI writes the alias somewhere inside its run (mostly imports): count from its launch
-            reference, wall_reference = (moved, wall_moved) if via == "api" else (started, wall_started)
-            move = Move(f"{what} → v{to}", to, started, moved, reference, wall_reference)
-            result.moves.append(move)
-            say(f"  {move.what}: alias moved in {1000 * (move.moved - move.started):.0f} ms")
-            move.first_answer = wait_for_version(shots, to, move.reference, timeout=120)
-            if move.first_answer is None:
-                say(f"  no answer from v{to} within 120 s of the alias move")
-            else:
-                say(f"  first answer from v{to} {move.first_answer - move.reference:.2f} s after the move")
-            move.loaded_at = httpx.get(f"{server.base}/health", timeout=10, trust_env=False).json()["loaded_at"]
-            time.sleep(settle)
-        left = min_seconds - (time.perf_counter() - began)
-        if left > 0:
-            time.sleep(left)
-    finally:
-        stop.set()
-        loader.join()
-    result.server_cpu = server.cpu_seconds() - cpu_before
-    result.other_cpu = machine_busy_seconds() - busy_before - result.server_cpu - (client_cpu_seconds() - client_before)
-    result.health_after = httpx.get(f"{server.base}/health", timeout=10, trust_env=False).json()
-    return result
-
-
-def summarise_swap(result: SwapResult) -> dict[str, Any]:
-    shots = result.shots
-    by_version: dict[str, int] = {}
-    for shot in shots:
-        if shot.ok:
-            by_version[shot.version] = by_version.get(shot.version, 0) + 1
-    errors = [s for s in shots if not s.ok]
-    mismatched = sum(1 for s in shots if s.ok and s.header_version != s.version)
-    # an answer from the version being replaced, to a request sent after the new version had already answered
-    stale = 0
-    for i, move in enumerate(result.moves):
-        if move.first_answer is None:
-            continue
-        end = result.moves[i + 1].started if i + 1 < len(result.moves) else float("inf")
-        stale += sum(1 for s in shots if s.ok and move.first_answer < s.sent < end and s.version != move.to)
-    ok_ms = [s.ms for s in shots if s.ok]
-    loading = [s.ms for s in shots if s.ok and any(
-        m.first_answer is not None and m.reference <= s.sent <= m.first_answer for m in result.moves)]
-    moves = []
-    for move in result.moves:
-        loaded = None
-        if move.loaded_at:
-            loaded = datetime.fromisoformat(move.loaded_at).timestamp() - move.wall_reference
-        moves.append({"what": move.what, "alias_ms": 1000 * (move.moved - move.started),
-                      "to_loaded": loaded,
-                      "to_first_answer": None if move.first_answer is None else move.first_answer - move.reference})
-    return {
-        "clients": result.clients, "via": result.via, "wall": result.wall, "requests": len(shots),
-        "errors": len(errors), "error_examples": [s.error for s in errors][:5], "by_version": by_version,
-        "mismatched": mismatched, "stale": stale, "no_request_id": sum(1 for s in shots if s.ok and not s.request_id),
-        "rps": len(ok_ms) / result.wall if result.wall else float("nan"),
-        "p50": pct(ok_ms, 50), "p99": pct(ok_ms, 99), "max": max(ok_ms) if ok_ms else float("nan"),
-        "loading_n": len(loading), "loading_p50": pct(loading, 50), "loading_p99": pct(loading, 99),
-        "loading_max": max(loading) if loading else float("nan"), "moves": moves,
-        "health_status": (result.health_after or {}).get("status"),
-        "last_swap_error": (result.health_after or {}).get("last_swap_error"),
-        "served_after": (result.health_after or {}).get("version"),
-        "rows_ok": sum(s.rows for s in shots if s.ok),
-        "server_cores": result.server_cpu / result.wall if result.wall else float("nan"),
-        "other_cores": result.other_cpu / result.wall if result.wall else float("nan"),
-    }
+        processes.wait_for_http(f"{base}/health", timeout=180, process=proc, interval=0.2)
+    except ChildProcessError:
+        raise SystemExit(f"poise serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}") from None
+    except TimeoutError:
+        server.stop()
+        raise SystemExit(f"poise serve did not answer /health within 180 s:\n{log_path.read_text()[-3000:]}") from None
+    server.startup_seconds = time.perf_counter() - started
+    return server, command
 
 
 # ------------------------------------------------------------------------------------------ the log
@@ -509,7 +168,7 @@ def in_process_costs(frame: Any, home: Path, version: str, swap_to: str, repeats
 
     loaded = versions.load(f"{NAME}:{version}")
     store = PredictionStore(home / "scratch-predictions.db")
-    busy, own, began = machine_busy_seconds(), client_cpu_seconds(), time.perf_counter()
+    busy, own, began = machine_busy_seconds(), cpu_seconds(), time.perf_counter()
 
     def timed(fn: Any, n: int) -> float:
         times = []
@@ -536,157 +195,8 @@ def in_process_costs(frame: Any, home: Path, version: str, swap_to: str, repeats
             "log_ms": timed(lambda p=part, a=proba, b=pred: store.log(NAME, version, p, a, b), n),
         }
     store.close()
-    out["other_cores"] = (machine_busy_seconds() - busy - (client_cpu_seconds() - own)) / (time.perf_counter() - began)
+    out["other_cores"] = (machine_busy_seconds() - busy - (cpu_seconds() - own)) / (time.perf_counter() - began)
     return out
-
-
-# ------------------------------------------------------------------------------------------ report
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    libs = ", ".join(f"{n} {metadata.version(n)}" for n in ("fastapi", "uvicorn", "httpx", "mlflow", "scikit-learn",
-                                                            "pandas"))
-    return {"cores": str(len(os.sched_getaffinity(0))), "cpu": cpu, "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}", "libs": libs}
-
-
-def fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return "—" if value != value else f"{value:,.{digits}f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def render(r: dict[str, Any]) -> str:
-    m, lines = r["machine"], []
-    add = lines.append
-    add("# Benchmark: `poise serve` under load on loopback\n")
-    add(f"Command: `{r['command']}`  ")
-    add(f"Date: {r['date']}  ")
-    add(f"Machine: {m['cores']} cores ({m['cpu']}), {m['os']}, Python {m['python']}; {m['libs']}.  ")
-    add(f"**The load generator and the server share the same {m['cores']} cores**: every number below includes "
-        "the competition for CPU between them (the `client cores` column shows how much the generator took; "
-        "`other cores` is what the rest of the machine used meanwhile, from `/proc/stat`).  ")
-    add(f"Server: `{' '.join(r['server_command'])}` (one uvicorn process, the default worker thread pool), "
-        f"ready {r['startup_seconds']:.1f} s after launch, {r['rss_mb']:.0f} MB resident at the end. "
-        "No token; every prediction is logged to `predictions.db` under `POISE_HOME`, as always.  ")
-    add(f"Shared machine: before each phase the benchmark waited (up to {r['wait_idle']:g} s) for other work to "
-        f"stop, and a phase during which other processes used more than {r['max_other']:g} cores was measured "
-        "again: " + ("; ".join(f"{d['phase']} ({d['other_cores']:.2f} cores, {d['errors']} errors)"
-                              for d in r["discarded"]) or "none was") + ".  ")
-    add("Client: Python threads, one keep-alive httpx connection each, closed loop (a client sends its next "
-        "request when the previous one is answered); latency is measured at the client, request sent to answer "
-        "parsed.\n")
-
-    add("## The model\n")
-    add(f"`{NAME}` trained on `poise/examples/ai4i2020.csv` (10,000 rows, target `target`) with the data-driven "
-        f"plan and a {r['budget']:.0f} s budget per version.\n")
-    add("| version | seed | strategy / estimator | blended members | trials | holdout AP | training s |")
-    add("|---|---:|---|---|---:|---:|---:|")
-    for t in r["trained"]:
-        members = ", ".join(t.get("members") or []) or "—"
-        add(f"| v{t['version']} | {t['seed']} | {t['strategy']} / {t['estimator']} | {members} | {t['n_trials']} | "
-            f"{fmt(t['ap'], 4)} | {fmt(t['seconds'])} |")
-    add("")
-
-    add("## Single-row `POST /predict`\n")
-    n_features, v1 = len(r["trained"][0]["features"]), r["trained"][0]["version"]
-    add(f"`{{\"record\": {{...}}}}` with the model's {n_features} input columns, rows cycled from the data; "
-        f"{r['warmup']} warm-up requests per level are not counted. Served by v{v1}.\n")
-    add("| clients | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | server CPU ms/req | "
-        "server cores | client cores | other cores |")
-    add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for p in r["latency"]:
-        add(f"| {p['clients']} | {p['requests']:,} | {p['errors']} | {fmt(p['rps'])} | {fmt(p['p50'])} | "
-            f"{fmt(p['p90'])} | {fmt(p['p99'])} | {fmt(p['max'])} | {fmt(p['server_cpu_ms'])} | "
-            f"{fmt(p['server_cores'], 2)} | {fmt(p['client_cores'], 2)} | {fmt(p['other_cores'], 2)} |")
-    add("")
-    add("CPU columns are in cores (1.00 = one core busy for the whole level): the server process and the load "
-        "generator from their own counters, `other cores` = the machine's busy time (`/proc/stat`) minus both, "
-        "so it is 0 when nothing else ran; the two kinds of counters are kept differently, so values within "
-        "±0.1 of 0 are noise.\n")
-
-    add(f"## One batch of {r['batch'][0]['rows']:,} rows\n")
-    add(f"Median of {r['batch'][0]['repeats']} requests each, one at a time; wall time at the client includes "
-        "sending the body and parsing the answer. `max |Δproba|` compares each way's probabilities with the "
-        "JSON answer.\n")
-    add("| way | body MB | errors | wall s (median) | wall s (best) | rows/s | max \\|Δproba\\| |")
-    add("|---|---:|---:|---:|---:|---:|---:|")
-    for b in r["batch"]:
-        add(f"| {b['way']} | {b['bytes'] / 2**20:.2f} | {b['errors']} | {fmt(b['wall'], 2)} | {fmt(b['min'], 2)} | "
-            f"{fmt(b['rows_per_s'], 0)} | {b['max_diff']:.1e} |")
-    add("")
-    add(f"Other processes used {r['batch'][0]['other_cores']:.2f} cores during the batches.\n")
-
-    s = r["swap"]
-    how = ("`versions.promote` / `versions.rollback` in the load generator's process" if s["via"] == "api"
-           else "`poise promote` / `poise rollback` subprocesses")
-    add("## Hot swap under load\n")
-    add(f"{s['clients']} clients fire single-row requests for {s['wall']:.1f} s without pause. After "
-        f"{r['settle']:.0f} s, v{r['trained'][1]['version']} is promoted; {r['settle']:.0f} s after its first "
-        f"answer, `@champion` is rolled back to v{r['trained'][0]['version']}; the load runs "
-        f"{r['settle']:.0f} s more. Aliases moved with {how}; the server polls `@champion` every "
-        f"{r['poll']:g} s (`--poll`)."
-        + (" With the CLI the times below count from launching the command (most of its run is importing poise), "
-           "and `alias write ms` is the whole command." if s["via"] == "cli" else "") + "\n")
-    add("| requests | errors | answers per version | X-Model-Version ≠ body | stale answers | no request_id | "
-        "req/s | p50 ms | p99 ms | max ms |")
-    add("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    per_version = ", ".join(f"v{v}: {n:,}" for v, n in sorted(s["by_version"].items()))
-    add(f"| {s['requests']:,} | **{s['errors']}** | {per_version} | {s['mismatched']} | {s['stale']} | "
-        f"{s['no_request_id']} | {fmt(s['rps'])} | {fmt(s['p50'])} | {fmt(s['p99'])} | {fmt(s['max'])} |")
-    add("")
-    add("| alias move | alias write ms | move → new version loaded (server clock) s | "
-        "move → first answer from it s |")
-    add("|---|---:|---:|---:|")
-    for mv in s["moves"]:
-        add(f"| {mv['what']} | {fmt(mv['alias_ms'], 0)} | {fmt(mv['to_loaded'], 2)} | "
-            f"{fmt(mv['to_first_answer'], 2)} |")
-    add("")
-    add(f"Requests sent while a new version was being loaded (between an alias move and the new version's first "
-        f"answer): {s['loading_n']:,}, p50 {fmt(s['loading_p50'])} ms, p99 {fmt(s['loading_p99'])} ms, "
-        f"max {fmt(s['loading_max'])} ms. \"Stale answers\" counts answers from the old version to requests sent "
-        f"after the new version had already answered (a mixed state); it must be 0. After the run `/health` said "
-        f"`{s['health_status']}`, serving v{s['served_after']}, last swap error: {s['last_swap_error']}. "
-        f"Server {s['server_cores']:.2f} cores, other processes {s['other_cores']:.2f} cores during the phase.\n")
-    if s["error_examples"]:
-        add("Errors seen: " + "; ".join(f"`{e}`" for e in s["error_examples"]) + "\n")
-
-    log, c = r["log"], r["costs"]
-    add("## The prediction log\n")
-    if log.get("exists"):
-        by_version = ", ".join(f"v{v}: {n:,}" for v, n in sorted(log["rows_by_version"].items()))
-        add(f"`predictions.db` held {log['rows']:,} rows from {log['requests']:,} requests ({by_version}; "
-            f"{log['mb']:.1f} MB with its WAL) against {r['rows_acknowledged']:,} rows the server answered with "
-            f"HTTP 200 (warm-ups included): "
-            f"{'every answered row is logged' if log['rows'] == r['rows_acknowledged'] else 'a MISMATCH'}.\n")
-    else:
-        add("No `predictions.db` was written.\n")
-    add("`poise serve` has no setting to turn logging off, so its cost was measured in-process with the server "
-        f"stopped: v{r['trained'][0]['version']} loaded with `versions.load`, `LoadedModel.predict` and "
-        "`PredictionStore.log` (into a scratch database) timed on the same rows (median).\n")
-    add("| rows | model predict ms | log ms | log / (predict + log) |")
-    add("|---:|---:|---:|---:|")
-    for rows, cost in c["rows"].items():
-        share = cost["log_ms"] / (cost["predict_ms"] + cost["log_ms"])
-        add(f"| {int(rows):,} | {fmt(cost['predict_ms'], 2)} | {fmt(cost['log_ms'], 2)} | {share:.0%} |")
-    add("")
-    one = c["rows"].get(1)
-    first = r["latency"][0] if r["latency"] and r["latency"][0]["clients"] == 1 else None
-    if one and first:
-        add(f"With one client the median request took {first['p50']:.1f} ms at the client; predict + log of one row "
-            f"in-process take {one['predict_ms'] + one['log_ms']:.1f} ms, so HTTP, request validation, building the "
-            f"frame and the JSON answer add about {first['p50'] - one['predict_ms'] - one['log_ms']:.1f} ms.\n")
-    add(f"Other processes used {c['other_cores']:.2f} cores during these in-process timings.\n")
-    add(f"Loading v{r['trained'][1]['version']} the way the server's swap does (`poise.deploy.server.load_version`: "
-        f"the MLflow model and its registry facts), in-process on the idle machine: {c['load_ms']:,.0f} ms "
-        "(median of 3).")
-    add("")
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -739,7 +249,8 @@ def main() -> None:
 
     results: dict[str, Any] = {
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "budget": args.budget,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "model": NAME,
+        "budget": args.budget,
         "warmup": args.warmup, "settle": args.settle, "poll": args.poll, "wait_idle": args.wait_idle,
         "max_other": args.max_other,
     }
@@ -752,7 +263,7 @@ def main() -> None:
         bodies = [json.dumps({"record": row}).encode() for row in frame.head(1000).to_dict(orient="records")]
 
         say("starting poise serve")
-        server, command = start_server(home, free_port(), args.poll)
+        server, command = start_server(home, processes.free_port(), args.poll)
         results["server_command"] = ["poise", *command[1:]]
         results["startup_seconds"] = server.startup_seconds
         say(f"  {server.base} ready after {server.startup_seconds:.1f} s")
@@ -797,8 +308,8 @@ def main() -> None:
         say(f"hot swap under load, {args.swap_clients} clients")
         results["swap"] = s = steady(
             "the hot swap",
-            lambda: summarise_swap(swap_phase(server, bodies, args.swap_clients, v1, v2, args.swap_via, home,
-                                              args.settle, args.swap_seconds)),
+            lambda: summarise_swap(swap_phase(server, NAME, bodies, args.swap_clients, v1, v2, args.swap_via,
+                                              home, args.settle, args.swap_seconds)),
             lambda o: o["other_cores"], lambda o: o["rows_ok"], lambda o: o["errors"])
         say(f"  {s['requests']} requests, {s['errors']} errors, per version {s['by_version']}, stale {s['stale']}, "
             f"other cores {s['other_cores']:.2f}")

@@ -48,15 +48,14 @@ def start_prefect_server(home: Path) -> None:
     Call ``wait_for_prefect_server()`` before the first flow runs.
     """
     import atexit
-    import socket
     import subprocess
+
+    from poise import processes
 
     global _server
     if _server is not None or _users_prefect_api() or threading.current_thread() is not threading.main_thread():
         return
-    with socket.socket() as probe:  # a free port; the server binds it a moment later
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = processes.free_port()
     log = home / "logs" / "prefect-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
@@ -146,7 +145,7 @@ def wait_for_prefect_server(timeout: float = 120.0) -> None:
 
 def stop_prefect_server() -> None:
     """Let Prefect send what it still holds, then stop the server poise started (at exit)."""
-    import subprocess
+    from poise import processes
 
     global _server
     if _server is None:
@@ -161,12 +160,7 @@ def stop_prefect_server() -> None:
                 worker.drain_all(timeout=2)
             except Exception:  # noqa: BLE001 - what is left unsent is Prefect's log, not the user's model
                 pass
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    processes.stop(server.process, grace=5)
     if os.environ.get("PREFECT_API_URL") == server.url:
         del os.environ["PREFECT_API_URL"]
         _refresh_prefect_settings()

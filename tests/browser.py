@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from poise.processes import free_port, wait_for
 
 CHROMIUM = Path(os.environ.get("POISE_TEST_CHROMIUM", "/usr/bin/chromium"))
 
@@ -53,12 +53,6 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class LiveConsole:
     """The console app served by uvicorn in a thread of the test process, on a free loopback port."""
 
@@ -72,11 +66,13 @@ class LiveConsole:
 
     def __enter__(self) -> LiveConsole:
         self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
+
+        def started() -> bool:
+            if not self.thread.is_alive():
                 raise RuntimeError("the console did not start")
-            time.sleep(0.05)
+            return self.server.started
+
+        wait_for(started, timeout=60, what="the console starting")
         return self
 
     def __exit__(self, *exc: object) -> None:

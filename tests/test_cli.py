@@ -25,6 +25,7 @@ def poise(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow
 def test_help_does_not_import_the_heavy_stack():
     code = ("import sys; from poise.cli.main import app; "
             "heavy = {'sklearn', 'mlflow', 'torch', 'optuna', 'pandas', 'imblearn', 'prefect', 'evidently'}; "
@@ -55,6 +56,7 @@ def trained_ai4i(tmp_path_factory) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_train_prints_the_registered_winner_as_json(trained_ai4i):
     summary = trained_ai4i
     assert summary["model"] == "ai4i-e2e" and summary["version"] == "1"
@@ -67,6 +69,7 @@ def test_train_prints_the_registered_winner_as_json(trained_ai4i):
     assert summary["promoted"] is True
 
 
+@pytest.mark.slow
 def test_predict_writes_proba_and_pred_per_row(trained_ai4i, tmp_path):
     out = tmp_path / "scored.csv"
     done = poise("predict", AI4I, "--model", "ai4i-e2e", "--out", out)
@@ -79,6 +82,7 @@ def test_predict_writes_proba_and_pred_per_row(trained_ai4i, tmp_path):
     assert "ai4i-e2e v1" in done.stderr
 
 
+@pytest.mark.slow
 def test_predict_with_a_missing_column_fails_cleanly(trained_ai4i, tmp_path):
     source = tmp_path / "partial.csv"
     pd.read_csv(AI4I).drop(columns=["torque_nm"]).to_csv(source, index=False)
@@ -89,6 +93,7 @@ def test_predict_with_a_missing_column_fails_cleanly(trained_ai4i, tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".never.csv*"))
 
 
+@pytest.mark.slow
 def test_models_lists_versions_aliases_and_metrics(trained_ai4i):
     listed = json.loads(poise("models", "--json").stdout)
     entry = next(m for m in listed if m["name"] == "ai4i-e2e")
@@ -97,6 +102,7 @@ def test_models_lists_versions_aliases_and_metrics(trained_ai4i):
     assert "ai4i-e2e" in poise("models").stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -112,11 +118,13 @@ def test_user_mistakes_get_an_error_and_a_fix_not_a_traceback(args, message):
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_file_is_a_clear_error(tmp_path):
     done = poise("train", tmp_path / "nope.csv", "--target", "y", check=False)
     assert done.returncode == 2 and "no such file" in done.stderr
 
 
+@pytest.mark.slow
 def test_nothing_is_written_into_the_working_directory_or_home(tmp_path):
     """MLflow, Optuna, torch and friends keep to POISE_HOME: not ./mlruns, not ~/.anything."""
     work, home = tmp_path / "work", tmp_path / "home"

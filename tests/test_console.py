@@ -63,6 +63,7 @@ def plan_in_browser(tab, live, text: str, table: str) -> str:  # noqa: ANN001
     return tab.url.rstrip("/").rsplit("/", 1)[-1]
 
 
+@pytest.mark.slow
 def test_every_page_renders_with_labelled_inputs_and_named_buttons(page, live):  # noqa: F811
     from playwright.sync_api import expect
 
@@ -86,6 +87,7 @@ def unlabelled(tab) -> list[str]:  # noqa: ANN001
             .filter(b => !(b.getAttribute('aria-label') || b.textContent.trim())).map(b => b.outerHTML)]""")
 
 
+@pytest.mark.slow
 def test_user_text_and_column_names_are_shown_as_text_never_run(page, live, hostile_table):  # noqa: F811
     from playwright.sync_api import expect
 
@@ -125,6 +127,7 @@ def test_user_text_and_column_names_are_shown_as_text_never_run(page, live, host
     assert alerts == []
 
 
+@pytest.mark.slow
 def test_a_form_without_its_security_token_is_refused(live, hostile_table):
     from poise.agents.audit import AWAITING_APPROVAL
     from poise.agents.runner import Lifecycle
@@ -143,6 +146,7 @@ def test_a_form_without_its_security_token_is_refused(live, hostile_table):
     assert Lifecycle().view(view.run_id).status == AWAITING_APPROVAL
 
 
+@pytest.mark.slow
 def test_beyond_loopback_needs_a_token():
     from poise.web.app import serve
 
@@ -153,6 +157,7 @@ def test_beyond_loopback_needs_a_token():
     assert done.returncode == 2 and "without a token" in done.stderr
 
 
+@pytest.mark.slow
 def test_with_tokens_a_person_logs_in_and_acts_under_their_name(browser, hostile_table):  # noqa: F811
     from playwright.sync_api import expect
 
@@ -199,6 +204,7 @@ def _median_ms(client: httpx.Client, path: str, times: int = 7) -> float:
     return statistics.median(spent)
 
 
+@pytest.mark.slow
 def test_list_pages_load_fast_with_200_runs_and_50_versions(live):
     import mlflow
 

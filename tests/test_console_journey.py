@@ -5,17 +5,16 @@ batch, approve the recovery it proposes, and see the champion change and both au
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
 
 from poise.agents.audit import who
-from tests.browser import browser, free_port, page  # noqa: F401 - fixtures
+from poise.processes import free_port, start, stop, wait_for_http
+from tests.browser import browser, page  # noqa: F401 - fixtures
 from tests.conftest import AI4I, ROOT
 
 TASK = "catch machine failures in the uploaded file, precision at least 0.5, 20 seconds"
@@ -29,27 +28,14 @@ def console_process(tmp_path):
     port = free_port()
     home = tmp_path / "home"
     env = {**os.environ, "POISE_HOME": str(home), "PREFECT_HOME": str(home / "prefect"), "POISE_UI_TOKEN": ""}
-    log = (tmp_path / "console.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "poise.cli.main", "ui", "--port", str(port)], env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
+    log = tmp_path / "console.log"
+    process = start([sys.executable, "-m", "poise.cli.main", "ui", "--port", str(port)], log=log, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("poise ui did not start:\n" + (tmp_path / "console.log").read_text())
-        time.sleep(0.5)
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        wait_for_http(f"{url}/health", timeout=300, process=process, log=log, interval=0.5)
+        yield url
+    finally:
+        stop(process, grace=30)
 
 
 def wait_for_status(tab, wanted: tuple[str, ...], timeout: float, seen: list | None = None) -> str:  # noqa: ANN001

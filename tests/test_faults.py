@@ -25,6 +25,8 @@ import pandas as pd
 import psutil
 import pytest
 
+from poise.processes import wait_for
+
 POISE = [sys.executable, "-m", "poise.cli.main"]
 STOP_SECONDS = 60.0
 #: Start-up to first trial: imports, the local Prefect server, profile and feature judging (slow when busy).
@@ -84,6 +86,13 @@ def _family(pid: int) -> list[psutil.Process]:
     return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
 
 
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_stops_a_training_cleanly(table, tmp_path, signum):
@@ -91,7 +100,6 @@ def test_a_signal_stops_a_training_cleanly(table, tmp_path, signum):
     process = _start_training(table, home)
     try:
         _wait_for_first_trial(process, home)
-        time.sleep(2)
         family = _family(process.pid)
         assert len(family) >= 2, "poise should run its own local Prefect server"
         sent = time.monotonic()
@@ -114,8 +122,8 @@ def test_a_signal_stops_a_training_cleanly(table, tmp_path, signum):
         assert lines[-1] == "stopped after registering faults v1 as @challenger", stderr
         assert _aliases(home) == [("faults", "challenger", 1)]
     assert [status for _, status in _runs(home, "search")] == ["KILLED"]
-    time.sleep(1)
-    assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    _, alive = psutil.wait_procs(family, timeout=15)
+    assert not [p.pid for p in alive if _running(p)]
 
 
 @pytest.mark.slow
@@ -145,6 +153,7 @@ def test_kill_9_leaves_no_server_behind_and_the_next_command_closes_its_run(tabl
     assert "RUNNING" not in {status for _, status in _runs(home, "trial")}
 
 
+@pytest.mark.slow  # a new MLflow store: its migrations take seconds
 def test_runs_of_live_processes_are_left_running(tmp_path, monkeypatch):
     """Only a dead owner's runs are closed: a run this (live) process owns stays RUNNING."""
     import mlflow
@@ -179,15 +188,13 @@ def test_a_signal_stops_at_once_outside_safe_points_and_at_the_next_check_inside
     with stopping.handle_signals():
         with pytest.raises(stopping.Stopped) as stopped, stopping.at_safe_points():
             os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.1)
-            assert stopping.is_stopping()  # noted, not raised: the work is mid-step
+            wait_for(stopping.is_stopping, timeout=5, interval=0.01, what="the stop being noted")  # not raised
             stopping.check()
         assert stopped.value.exit_code == 143
 
     with stopping.handle_signals(), pytest.raises(stopping.Stopped), stopping.at_safe_points():
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.1)
-        assert stopping.is_stopping()
+        wait_for(stopping.is_stopping, timeout=5, interval=0.01, what="the stop being noted")
         os.kill(os.getpid(), signal.SIGINT)  # a second signal stops at once
         time.sleep(1)
         raise AssertionError("the second signal did not stop the work")

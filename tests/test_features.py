@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from poise.contracts import DataStep, Plan, SearchSpace
 from poise.tools import data, features
@@ -34,6 +35,7 @@ def test_unrelated_names_suggest_nothing():
     assert features.propose_derived(profile) == []
 
 
+@pytest.mark.slow
 def test_only_features_that_help_in_cv_are_kept():
     rng = np.random.default_rng(0)
     n = 2000

@@ -3,9 +3,7 @@ POISE_HOME, MLflow on SQLite, and a real model server told about the promotion."
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 
 import httpx
 import pytest
@@ -14,6 +12,7 @@ from poise.contracts import GateReport, Plan, SearchSpace, TaskSpec
 from poise.pipelines.deploy import deploy_flow
 from poise.pipelines.runtime import is_transient
 from poise.pipelines.train import train_flow
+from poise.processes import free_port, wait_for
 from poise.registry import servers, versions
 from poise.settings import get_settings
 from tests.conftest import DATA
@@ -45,6 +44,7 @@ def _flow_run(flow_run_id: str):  # noqa: ANN202
     return run, tasks, artifacts
 
 
+@pytest.mark.slow
 def test_the_train_flow_is_a_prefect_flow_run_linked_to_its_mlflow_run(trained):
     import mlflow
 
@@ -63,6 +63,7 @@ def test_the_train_flow_is_a_prefect_flow_run_linked_to_its_mlflow_run(trained):
     assert (get_settings().home / "prefect").is_dir()  # Prefect's own state stays inside POISE_HOME
 
 
+@pytest.mark.slow
 def test_training_does_not_promote_the_deploy_flow_does(trained):
     first, second = trained
     assert versions.alias_version(NAME, "champion") is None
@@ -76,6 +77,7 @@ def test_training_does_not_promote_the_deploy_flow_does(trained):
                                                         "tell the model servers"}
 
 
+@pytest.mark.slow
 def test_a_version_gated_against_an_older_champion_is_not_promoted(trained):
     _, second = trained
     champion = versions.alias_version(NAME, "champion") or "1"
@@ -89,6 +91,7 @@ def test_a_version_gated_against_an_older_champion_is_not_promoted(trained):
     assert versions.alias_version(NAME, "champion") == champion
 
 
+@pytest.mark.slow
 def test_flow_parameters_are_validated_before_the_flow_runs(trained):
     from prefect.exceptions import ParameterTypeError
 
@@ -98,6 +101,7 @@ def test_flow_parameters_are_validated_before_the_flow_runs(trained):
         train_flow({"data": str(PIMA), "target": "target", "budget_seconds": -5})
 
 
+@pytest.mark.slow
 def test_promotion_tells_a_running_server_which_swaps_at_once(trained):
     """The server polls rarely here: the new version answers because the deploy flow told it."""
     import uvicorn
@@ -106,19 +110,14 @@ def test_promotion_tells_a_running_server_which_swaps_at_once(trained):
 
     versions.promote(NAME, trained[0].candidate.version)
     app = create_app(NAME, poll_seconds=3600)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     note = servers.announce(get_settings().home, url, NAME)
     try:
-        for _ in range(100):
-            if server.started:
-                break
-            time.sleep(0.1)
+        wait_for(lambda: server.started, timeout=10, what="uvicorn starting")
         assert httpx.get(f"{url}/model").json()["version"] == trained[0].candidate.version
         version = trained[1].candidate.version
         gate = GateReport(passed=True, metric="average_precision", candidate_score=0.8,
@@ -179,9 +178,7 @@ def test_mlflow_errors_are_judged_by_their_code_and_an_unreachable_server_is_ret
 
     assert is_transient(MlflowException("the store is busy", error_code=TEMPORARILY_UNAVAILABLE))
     assert not is_transient(MlflowException("no such run", error_code=RESOURCE_DOES_NOT_EXIST))
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens on it
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     unreachable = _raised_by(lambda: mlflow.MlflowClient(f"http://127.0.0.1:{port}").get_experiment("0"))
     assert isinstance(unreachable, MlflowException) and is_transient(unreachable)

@@ -36,6 +36,7 @@ def test_the_agents_split_where_training_splits(task):
     assert training_profile(task).n_rows == len(honest_split(task).train.y)
 
 
+@pytest.mark.slow
 def test_judging_derived_features_uses_the_plans_split_and_is_charged_to_its_budget(task):
     power = DataStep(action="derive", op="product", inputs=["torque", "speed"], column="power", reason="power")
     plan = Plan(search=SearchSpace(strategies=["none"], models=["logistic_regression"]), data_steps=[power],

@@ -7,9 +7,9 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -17,6 +17,7 @@ from poise.agents.audit import AWAITING_APPROVAL, Journal
 from poise.agents.brain import RuleBrain
 from poise.agents.runner import Lifecycle
 from poise.contracts import SearchSpace
+from poise.processes import wait_for
 from poise.settings import get_settings
 from tests.conftest import AI4I
 
@@ -97,23 +98,37 @@ def test_an_edited_plan_is_what_trains(table):
     assert any("made_up" in r for r in approval.repairs)
 
 
+def _trials_logged(model: str) -> int:
+    """Trials the searches of ``model`` have logged so far, read straight from MLflow's store."""
+    store = get_settings().home / "mlflow.db"
+    if not store.exists():
+        return 0
+    try:
+        with sqlite3.connect(store, timeout=5) as con:
+            return con.execute("select count(*) from tags trial join tags search on search.run_uuid = trial.value "
+                               "where trial.key = 'mlflow.parentRunId' and search.key = 'poise.model' "
+                               "and search.value = ?", (model,)).fetchone()[0]
+    except sqlite3.OperationalError:  # the store's tables are not created yet
+        return 0
+
+
 def test_a_killed_run_resumes_from_its_last_checkpoint(table):
     journal = Journal(get_settings().home / "runs.db")
     before = {r["run_id"] for r in journal.runs()}
     process = subprocess.Popen([*POISE, "run", f"catch failures in {table}, 20 seconds", "--auto-approve"],
                                env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    run_id = None
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        new = [r for r in journal.runs() if r["run_id"] not in before]
-        if new and new[0]["status"] == "training":
-            run_id = new[0]["run_id"]
-            break
-        time.sleep(0.5)
-    assert run_id is not None, "the run never reached training"
-    time.sleep(3)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    try:
+        def training() -> str | None:
+            assert process.poll() is None, "poise run ended before its training began"
+            new = [r for r in journal.runs() if r["run_id"] not in before]
+            return new[0]["run_id"] if new and new[0]["status"] == "training" else None
+
+        run_id = wait_for(training, timeout=300, interval=0.5, what="the run reaching training")
+        # killed in the middle of the search, once it has logged a trial
+        wait_for(lambda: _trials_logged(table.stem.lower()), timeout=300, interval=0.2, what="a first trial")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
     assert journal.run(run_id)["status"] == "training"
 
     resumed = json.loads(poise("resume", run_id, "--json").stdout)

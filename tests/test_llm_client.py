@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from poise.agents.llm import (
     quote_data,
 )
 from poise.contracts import TaskDraft
+from poise.processes import free_port, wait_for
 from tests.llm_server import EMPTY_QUEUE_MESSAGE, ScriptedLLMServer
 
 FAST_TIMEOUT = 0.5
@@ -253,10 +253,7 @@ def test_hang_past_timeout_is_timeout_error_in_bounded_time(server: ScriptedLLMS
 
 
 def test_connection_refused_is_connection_error() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with make_client(f"http://127.0.0.1:{port}/v1") as client:
+    with make_client(f"http://127.0.0.1:{free_port()}/v1") as client:  # nobody listens there
         error = reason_of(client)
     assert error.reason == "connection"
 
@@ -275,9 +272,7 @@ def test_server_closes_cleanly_mid_hang() -> None:
 
     caller = threading.Thread(target=call)
     caller.start()
-    deadline = time.monotonic() + 5
-    while not srv.requests and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: srv.requests, timeout=5, interval=0.01, what="the request reaching the server")
     started = time.perf_counter()
     srv.close()
     assert time.perf_counter() - started < 2.0
@@ -298,6 +293,7 @@ def test_unconfigured_settings_cannot_build_a_client() -> None:
         LLMClient(LLMSettings())
 
 
+@pytest.mark.slow
 def test_module_does_not_import_openai_at_import_time() -> None:
     code = "import sys, poise.agents.llm; assert 'openai' not in sys.modules, 'openai imported eagerly'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -18,16 +18,15 @@ import queue
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from poise.agents.llm import SYSTEM_RULES, LLMClient, LLMError, LLMSettings, data_block
 from poise.contracts import METRICS, TaskDraft
+from poise.processes import stop, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -97,31 +96,14 @@ def _read_address(process: subprocess.Popen[str], timeout: float) -> str:
     return line
 
 
-def _wait_healthy(address: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(address + "/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"llama.cpp server at {address} not healthy within {timeout:.0f} s")
-
-
 def _stop(process: subprocess.Popen[str]) -> None:
-    """Close stdin (the child's signal to exit), then terminate/kill this one process if it lingers."""
+    """Close stdin (the child's signal to exit); terminate, then kill, if it lingers."""
     if process.stdin is not None:
         process.stdin.close()
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop(process, grace=5)
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +119,8 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServ
         )
     try:
         address = _read_address(process, START_TIMEOUT)
-        _wait_healthy(address, START_TIMEOUT)
-    except RuntimeError as exc:
+        wait_for_http(address + "/health", timeout=START_TIMEOUT, process=process, interval=0.1)
+    except (RuntimeError, TimeoutError, ChildProcessError) as exc:
         _stop(process)
         pytest.fail(f"{exc}; log tail:\n{log.read_text()[-2000:]}")
     try:

@@ -26,6 +26,7 @@ def trained():
     return first, second
 
 
+@pytest.mark.slow
 def test_training_registers_a_version_with_lineage(trained):
     import mlflow
 
@@ -46,6 +47,7 @@ def test_training_registers_a_version_with_lineage(trained):
     assert all("strategy" in t.data.params for t in trials)
 
 
+@pytest.mark.slow
 def test_json_artifacts_read_back_as_they_were_logged(trained):
     import numpy as np
 
@@ -64,6 +66,7 @@ def test_json_artifacts_read_back_as_they_were_logged(trained):
     assert tracking.read_json(run.run_id, "absent.json") is None
 
 
+@pytest.mark.slow
 def test_loaded_model_predicts_labels_and_probabilities(trained):
     first, _ = trained
     frame = pd.read_csv(PIMA)
@@ -74,6 +77,7 @@ def test_loaded_model_predicts_labels_and_probabilities(trained):
     assert ((scored["proba"] >= first.candidate.threshold) == (scored["pred"] == 1)).all()
 
 
+@pytest.mark.slow
 def test_model_as_plain_mlflow_pyfunc(trained):
     import mlflow
 
@@ -82,6 +86,7 @@ def test_model_as_plain_mlflow_pyfunc(trained):
     assert list(pyfunc.predict(frame.head(3)).columns) == ["proba", "pred"]
 
 
+@pytest.mark.slow
 def test_input_errors_name_the_columns(trained):
     loaded = versions.load("pima")
     frame = pd.read_csv(PIMA)
@@ -94,6 +99,7 @@ def test_input_errors_name_the_columns(trained):
         loaded.predict(frame.assign(bmi="heavy"))
 
 
+@pytest.mark.slow
 def test_promote_moves_champion_and_keeps_previous(trained):
     assert versions.promote("pima", 2) == "1"
     assert versions.alias_version("pima", "champion") == "2"
@@ -103,6 +109,7 @@ def test_promote_moves_champion_and_keeps_previous(trained):
     versions.promote("pima", 1)  # back, for the other tests
 
 
+@pytest.mark.slow
 def test_references_that_do_not_exist_are_clear_errors(trained):
     with pytest.raises(ModelNotFoundError, match="no registered model named 'nope'"):
         versions.resolve("nope")

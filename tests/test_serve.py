@@ -7,7 +7,6 @@ on v1 first (``on_v1``), so the tests do not depend on their order.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import pytest
 
 from poise.contracts import Plan, SearchSpace, TaskSpec
 from poise.errors import ModelNotFoundError, PoiseError
+from poise.processes import free_port, wait_for
 from poise.registry import versions
 from tests.conftest import DATA, ROOT
 
@@ -62,6 +62,7 @@ def records(frame: pd.DataFrame, n: int) -> list[dict]:
 # --- predictions ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_predicts_one_record_and_a_batch(client, on_v1):
     one = client.post("/predict", json={"record": records(on_v1, 1)[0]})
     assert one.status_code == 200, one.text
@@ -77,6 +78,7 @@ def test_predicts_one_record_and_a_batch(client, on_v1):
     assert [p["proba"] for p in many["predictions"]] == pytest.approx(expected["proba"].tolist())
 
 
+@pytest.mark.slow
 def test_predicts_an_uploaded_csv(client, on_v1):
     text = on_v1.head(20).to_csv(index=False)
     upload = client.post("/predict/csv", files={"file": ("rows.csv", text, "text/csv")})
@@ -88,6 +90,7 @@ def test_predicts_an_uploaded_csv(client, on_v1):
     assert raw.json()["predictions"] == upload.json()["predictions"][:5]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "named"),
     [
@@ -105,11 +108,13 @@ def test_bad_records_are_422_naming_the_field(client, on_v1, change, named):
     assert named in detail["problem"] and detail["fix"]
 
 
+@pytest.mark.slow
 def test_unknown_columns_pass_when_allowed(client, on_v1):
     row = {**records(on_v1, 1)[0], "colour": "red"}
     assert client.post("/predict?allow_extra=true", json={"record": row}).status_code == 200
 
 
+@pytest.mark.slow
 def test_other_malformed_requests_are_422(client, on_v1):
     row = records(on_v1, 1)[0]
     cases = {
@@ -130,6 +135,7 @@ def test_other_malformed_requests_are_422(client, on_v1):
         assert client.post("/predict/csv", content=empty, headers={"Content-Type": "text/csv"}).status_code == 422
 
 
+@pytest.mark.slow
 def test_infinite_and_nan_numbers_are_422_naming_the_field(client, on_v1):
     row = records(on_v1, 1)[0]
     for value, shown in ((float("inf"), "inf"), (float("-inf"), "-inf"), (float("nan"), "nan")):
@@ -143,6 +149,7 @@ def test_infinite_and_nan_numbers_are_422_naming_the_field(client, on_v1):
     assert "infinite values" in response.json()["detail"]["problem"] and "'bmi'" in response.json()["detail"]["problem"]
 
 
+@pytest.mark.slow
 def test_an_uploaded_european_csv_scores_as_its_numbers_and_says_how_it_was_read(client, on_v1):
     rows = on_v1.head(30).astype(float)
     plain = client.post("/predict/csv", content=rows.to_csv(index=False), headers={"Content-Type": "text/csv"})
@@ -198,6 +205,7 @@ def test_a_csv_sent_as_a_form_body_or_under_another_field_is_still_the_csv(clien
 # --- status -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_model_and_health_describe_the_served_version(client):
     info = client.get("/model").json()
     assert (info["name"], info["version"], info["alias"]) == (NAME, "1", "champion")
@@ -210,6 +218,7 @@ def test_model_and_health_describe_the_served_version(client):
     assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200
 
 
+@pytest.mark.slow
 def test_every_answer_is_the_model_its_route_documents(client, on_v1):
     from poise.deploy import schemas
 
@@ -238,6 +247,7 @@ def test_every_answer_is_the_model_its_route_documents(client, on_v1):
     assert set(upload) == {"multipart/form-data", "text/csv"}
 
 
+@pytest.mark.slow
 def test_the_model_to_serve_is_named_or_the_only_one(trained, monkeypatch):
     from poise.deploy import server
 
@@ -259,6 +269,7 @@ def test_the_model_to_serve_is_named_or_the_only_one(trained, monkeypatch):
 # --- auth and binding -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_token_guards_everything_but_health_and_docs(on_v1):
     from fastapi.testclient import TestClient
 
@@ -289,24 +300,20 @@ def test_refuses_to_bind_beyond_loopback_without_a_token(monkeypatch):
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.7", "example.org"))
 
 
+@pytest.mark.slow
 def test_a_real_uvicorn_server_on_loopback(on_v1):
     import httpx
     import uvicorn
 
     from poise.deploy.server import create_app
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(NAME, poll_seconds=0.2, token=TOKEN), host="127.0.0.1",
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started
+        wait_for(lambda: server.started, timeout=20, what="uvicorn starting")
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/health").json()["version"] == "1"
         row = records(on_v1, 1)[0]
@@ -322,6 +329,7 @@ def test_a_real_uvicorn_server_on_loopback(on_v1):
 # --- prediction log and feedback --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_predictions_are_logged_and_labels_attach_later(client, on_v1):
     from poise.registry.predictions import PredictionStore, default_path
 
@@ -369,6 +377,7 @@ def test_store_window_filters_and_bulk_labels(tmp_path):
     assert store.window("m", version="1")["label"].tolist() == ["no", "yes"]
 
 
+@pytest.mark.slow
 def test_feedback_command_attaches_a_csv_of_labels(client, on_v1, tmp_path):
     from typer.testing import CliRunner
 
@@ -388,6 +397,7 @@ def test_feedback_command_attaches_a_csv_of_labels(client, on_v1, tmp_path):
 # --- hot swap and rollback --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_hot_swap_under_load_drops_no_request(client, on_v1):
     row = records(on_v1, 1)[0]
     seen: list[str] = []
@@ -412,11 +422,9 @@ def test_hot_swap_under_load_drops_no_request(client, on_v1):
     worker = threading.Thread(target=hammer)
     worker.start()
     try:
-        time.sleep(0.4)
+        wait_for(lambda: len(seen) >= 20 or failures, timeout=30, what="20 answers from v1")  # load before the swap
         versions.promote(NAME, 2)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and seen[-20:].count("2") < 20:
-            time.sleep(0.05)
+        wait_for(lambda: seen[-20:].count("2") == 20 or failures, timeout=30, what="20 answers in a row from v2")
     finally:
         stop.set()
         worker.join(timeout=10)
@@ -427,15 +435,15 @@ def test_hot_swap_under_load_drops_no_request(client, on_v1):
     assert client.get("/health").json()["version"] == "2"
 
 
+@pytest.mark.slow
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(client, on_v1):
     import mlflow
 
     broken = mlflow.MlflowClient().create_model_version(NAME, source=str(ROOT / "no-such-artifacts" / "model"))
     row = records(on_v1, 1)[0]
     mlflow.MlflowClient().set_registered_model_alias(NAME, versions.CHAMPION, broken.version)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and client.get("/health").json()["last_swap_error"] is None:
-        time.sleep(0.1)
+    wait_for(lambda: client.get("/health").json()["last_swap_error"], timeout=15, interval=0.1,
+             what="the server noting the failed swap")
     health = client.get("/health").json()
     assert health["status"] == "degraded" and health["version"] == "1"
     assert health["last_swap_error"]["version"] == str(broken.version)
@@ -446,12 +454,12 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(client, on_v1):
     assert forced["changed"] is False and forced["version"] == "1" and forced["last_swap_error"]
 
     versions.promote(NAME, 1)  # champion back where the server is: the error clears
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and client.get("/health").json()["status"] != "ok":
-        time.sleep(0.1)
+    wait_for(lambda: client.get("/health").json()["status"] == "ok", timeout=15, interval=0.1,
+             what="the server clearing the error")
     assert client.get("/health").json()["last_swap_error"] is None
 
 
+@pytest.mark.slow
 def test_admin_reload_swaps_at_once(on_v1):
     from fastapi.testclient import TestClient
 
@@ -464,6 +472,7 @@ def test_admin_reload_swaps_at_once(on_v1):
         assert slow_poller.post("/predict", json={"record": records(on_v1, 1)[0]}).json()["version"] == "2"
 
 
+@pytest.mark.slow
 def test_rollback_swaps_champion_and_previous(client, on_v1):
     from typer.testing import CliRunner
 
@@ -482,12 +491,11 @@ def test_rollback_swaps_champion_and_previous(client, on_v1):
     assert (last["kind"], last["model"], last["version"]) == ("rollback", NAME, "2")
     event = journal.events(last["run_id"])[0]
     assert event.mind == "person" and event.approver and event.output["previous"] == "1"
-    deadline = time.monotonic() + 15  # the running server follows the rollback
-    while time.monotonic() < deadline and client.get("/health").json()["version"] != "2":
-        time.sleep(0.1)
-    assert client.get("/health").json()["version"] == "2"
+    wait_for(lambda: client.get("/health").json()["version"] == "2", timeout=15, interval=0.1,
+             what="the running server following the rollback")
 
 
+@pytest.mark.slow
 def test_rollback_without_previous_is_a_clear_error(trained):
     import mlflow
     from typer.testing import CliRunner
@@ -515,6 +523,7 @@ def test_rollback_without_previous_is_a_clear_error(trained):
     registry.delete_registered_model(lonely)
 
 
+@pytest.mark.slow
 def test_serve_cli_starts_light():
     code = ("import sys, poise.cli.serve; heavy = {'fastapi', 'mlflow', 'pandas', 'uvicorn'} & set(sys.modules);"
             "assert not heavy, heavy")

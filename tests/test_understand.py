@@ -280,6 +280,7 @@ def test_positive_label_types() -> None:
     assert parse_task("catch the rare class in 2 minutes").positive_label is None
 
 
+@pytest.mark.slow
 def test_import_is_light() -> None:
     code = (
         "import sys, poise.agents.understand; "

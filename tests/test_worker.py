@@ -6,24 +6,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from poise.processes import free_port, start, stop, wait_for_http
 from tests.conftest import AI4I, ROOT
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -34,41 +26,28 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def prefect_server(tmp_path):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-server"), "PREFECT_API_URL": url,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
            "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
-    processes = [subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-                                   str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    processes = [start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                       env=env)]
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the Prefect server did not come up in 90 s")
+        wait_for_http(f"{url}/health", timeout=90, process=processes[0])
         yield env, processes
     finally:
         for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process, grace=20)
         shutil.rmtree(tmp_path / "prefect-server", ignore_errors=True)
 
 
+@pytest.mark.slow  # a Prefect server, a worker and a training
 def test_poise_run_trains_on_a_worker_through_the_deployment(prefect_server, tmp_path):
     env, processes = prefect_server
     _run([str(BIN / "prefect"), "work-pool", "create", "poise", "--type", "process"], env)
     _run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml"], env)
-    processes.append(subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "poise"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    processes.append(start([str(BIN / "prefect"), "worker", "start", "--pool", "poise"], env=env))
     data = tmp_path / "remote-ai4i.csv"
     shutil.copy(AI4I, data)
     done = _run([str(BIN / "poise"), "run", f"catch failures in {data}, 10 seconds", "--auto-approve", "--json"],

@@ -38,9 +38,10 @@ def rollback_command(name: str = typer.Argument(..., help="Registered model name
     """Move @champion back to @previous (and @previous to the version it replaced)."""
     from poise.cli.models import announce_move
     from poise.registry import tracking
-    from poise.registry.versions import rollback
+    from poise.registry.versions import check_name, rollback
     from poise.settings import get_settings
 
+    check_name(name)  # before the registry is opened, as promote does
     tracking.connect(get_settings())
     was, now = rollback(name)
     summary = f"{name}@champion → v{now} (was v{was}, now @previous)"

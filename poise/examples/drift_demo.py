@@ -28,18 +28,14 @@ The server is stopped when the demo ends, however it ends.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,161 +43,18 @@ from rich.console import Console
 from rich.table import Table
 
 from poise.examples import drift
+from poise.examples.harness import (
+    BATCH_ROWS,
+    ModelServer,
+    model_info,
+    send_labels,
+    send_rows,
+    serving,
+    wait_for_version,
+    write_feedback_csv,
+)
 
 console = Console(highlight=False, soft_wrap=True)
-BATCH_ROWS = 250
-
-
-# ---------------------------------------------------------------------- the server, as a real process
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def poise_command() -> list[str]:
-    """How to run the ``poise`` CLI of this interpreter's environment."""
-    script = Path(sys.executable).with_name("poise")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from poise.cli.main import app; app()"]
-
-
-class ModelServer:
-    """``poise serve --model NAME`` as a subprocess on a free loopback port; stopped by ``stop()``."""
-
-    def __init__(self, model: str, home: Path, log_path: Path, poll_seconds: float = 2.0) -> None:
-        self.model, self.port = model, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.args = ["serve", "--model", model, "--port", str(self.port), "--poll", f"{poll_seconds:g}"]
-        self.log_path = log_path
-        self.env = {**os.environ, "POISE_HOME": str(home)}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def command(self) -> str:
-        return "poise " + " ".join(self.args)
-
-    def start(self, timeout: float = 180.0) -> None:
-        import httpx
-
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            # own session: a Ctrl-C reaches the demo, which stops the server itself (in its finally)
-            self.process = subprocess.Popen([*poise_command(), *self.args], stdout=log, stderr=subprocess.STDOUT,
-                                            env=self.env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"poise serve exited with code {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
-                    return
-            time.sleep(0.3)
-        raise RuntimeError(f"poise serve did not answer within {timeout:.0f} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no server log)"
-
-
-@contextlib.contextmanager
-def serving(model: str, home: Path, poll_seconds: float = 2.0) -> Iterator[ModelServer]:
-    server = ModelServer(model, home, home / "logs" / f"serve-{model}.log", poll_seconds)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-# ---------------------------------------------------------------------- a client of the server
-@dataclass
-class Sent:
-    """Rows sent to /predict: one request id per batch, the labels kept back until they are known."""
-
-    request_ids: list[str] = field(default_factory=list)
-    labels: list[list[Any]] = field(default_factory=list)
-    proba: list[float] = field(default_factory=list)
-    versions: set[str] = field(default_factory=set)
-
-    @property
-    def rows(self) -> int:
-        return sum(len(batch) for batch in self.labels)
-
-    def y(self) -> list[int]:
-        return [int(v == 1) for batch in self.labels for v in batch]
-
-
-def model_info(client: Any) -> dict[str, Any]:
-    response = client.get("/model")
-    response.raise_for_status()
-    return response.json()
-
-
-def send_rows(client: Any, frame: Any, features: list[str], batch_rows: int = BATCH_ROWS) -> Sent:
-    """The feature columns of ``frame`` to /predict in batches; the target column is kept for /feedback."""
-    sent = Sent()
-    for start in range(0, len(frame), batch_rows):
-        part = frame.iloc[start:start + batch_rows]
-        records = json.loads(part[features].to_json(orient="records"))
-        response = client.post("/predict", json={"records": records})
-        if response.status_code != 200:
-            raise RuntimeError(f"/predict answered {response.status_code}: {response.text[:500]}")
-        body = response.json()
-        if not body["request_id"]:
-            raise RuntimeError("the server did not log the request (no request_id); see its /health")
-        sent.request_ids.append(body["request_id"])
-        sent.labels.append(part[drift.TARGET].tolist())
-        sent.proba += [p["proba"] for p in body["predictions"]]
-        sent.versions.add(body["version"])
-    return sent
-
-
-def send_labels(client: Any, sent: Sent) -> int:
-    """Every batch's true labels to /feedback, by request id; returns the rows labelled."""
-    labelled = 0
-    for request_id, labels in zip(sent.request_ids, sent.labels, strict=True):
-        response = client.post("/feedback", json={"request_id": request_id, "labels": labels})
-        if response.status_code != 200:
-            raise RuntimeError(f"/feedback answered {response.status_code}: {response.text[:500]}")
-        labelled += int(response.json()["labelled"])
-    return labelled
-
-
-def write_feedback_csv(sent: Sent, path: Path) -> Path:
-    """The same labels as a file for ``poise feedback FILE`` (request_id, row, label)."""
-    import pandas as pd
-
-    rows = [(rid, i, label) for rid, labels in zip(sent.request_ids, sent.labels, strict=True)
-            for i, label in enumerate(labels)]
-    pd.DataFrame(rows, columns=["request_id", "row", "label"]).to_csv(path, index=False)
-    return path
-
-
-def wait_for_version(client: Any, old: str, timeout: float = 30.0) -> tuple[str, float]:
-    """Poll GET /model until the served version is not ``old``; (version, seconds waited)."""
-    started = time.monotonic()
-    version = old
-    while time.monotonic() - started < timeout:
-        version = str(model_info(client)["version"])
-        if version != old:
-            break
-        time.sleep(0.2)
-    return version, time.monotonic() - started
 
 
 # ---------------------------------------------------------------------- output
@@ -354,7 +207,7 @@ def run_phase(number: int, phase: Phase, client: Any, server: ModelServer, lifec
     example = json.dumps({"records": json.loads(frame[features].head(1).to_json(orient="records"))})
     command(f"curl -s {server.url}/predict -H 'content-type: application/json' -d '{example}'   "
             f"# × {len(frame):,} rows, {BATCH_ROWS} a request")
-    sent = send_rows(client, frame, features)
+    sent = send_rows(client, frame, features, drift.TARGET)
     note(f"{sent.rows:,} rows scored in {len(sent.request_ids)} requests by version(s) "
          f"{', '.join(sorted(sent.versions))}")
     window = sent.rows
