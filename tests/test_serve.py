@@ -101,6 +101,7 @@ def test_predicts_an_uploaded_csv(client, on_v1):
     ],
     ids=["missing column", "text in a numeric column", "unknown column", "nested value"],
 )
+@pytest.mark.slow
 def test_bad_records_are_422_naming_the_field(client, on_v1, change, named):
     response = client.post("/predict", json={"records": [records(on_v1, 1)[0], change(records(on_v1, 2)[1])]})
     assert response.status_code == 422, response.text
@@ -162,6 +163,7 @@ def test_an_uploaded_european_csv_scores_as_its_numbers_and_says_how_it_was_read
     assert client.post("/predict", json={"record": records(on_v1, 1)[0]}).json()["warnings"] == []
 
 
+@pytest.mark.slow
 def test_an_upload_over_the_limit_is_413_naming_it(on_v1):
     import httpx
     from fastapi.testclient import TestClient
@@ -188,6 +190,7 @@ def test_an_upload_over_the_limit_is_413_naming_it(on_v1):
         assert fits.status_code == 200, fits.text
 
 
+@pytest.mark.slow
 def test_a_csv_sent_as_a_form_body_or_under_another_field_is_still_the_csv(client, on_v1):
     text = on_v1.head(10).to_csv(index=False, sep=";")  # curl --data-binary @rows.csv says it is a form
     as_form = client.post("/predict/csv", content=text, headers={"Content-Type": "application/x-www-form-urlencoded"})
