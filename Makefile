@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo drift-demo test test-fast test-all lint bench clean
+.PHONY: install demo drift-demo test test-fast lint bench clean
 
 # torch is pinned exactly in pyproject.toml: its CPU build; a looser pin pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
