@@ -7,8 +7,9 @@ Honest by construction:
   minority is small, so one lucky split cannot pick the winner), with resampling inside the
   pipeline, so synthetic rows never reach a validation fold;
 * the decision threshold is tuned on out-of-fold probabilities;
-* the final model is the winner's fold models, bagged: the very models whose out-of-fold
-  predictions set the threshold, with no refit to wait for.
+* the final model is the winner's fold models of the first pass over the folds, bagged: models
+  whose out-of-fold predictions set the threshold, with no refit to wait for. Repeats sharpen
+  the choice but are not kept: they would multiply the model's size and its prediction time.
 
 Spending the budget: a small portfolio of configurations that are strong across imbalanced
 tables (boosted trees with native categories and a tuned threshold, a weighted linear
@@ -412,7 +413,8 @@ class _Search:
             self._clock_fold(strategy, family, params, fit_seconds[-1])
             if not np.all(np.isfinite(proba)):
                 raise FloatingPointError("the model produced non-finite probabilities")
-            fold_models.append(inference_pipeline(model))
+            if step < self.n_folds:  # the first pass's models cover every row once; repeats only score
+                fold_models.append(inference_pipeline(model))
             total[valid] += proba
             seen[valid] += 1
             fold_scores.append(self._value(self.y[valid], proba))
