@@ -131,7 +131,7 @@ def who() -> str:
 
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
+    except Exception:  # no user name in some containers
         return "unknown"
 
 

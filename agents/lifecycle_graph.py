@@ -55,7 +55,7 @@ def build_lifecycle_graph(brain: Brain, journal: Journal, settings: Settings, ch
     return graph.compile(checkpointer=checkpointer, interrupt_before=interrupt_before)
 
 
-class LifecycleNodes(GraphNodes):
+class LifecycleNodes(GraphNodes[LifecycleState]):
     def understand(self, state: LifecycleState) -> dict[str, Any]:
         from poise.agents.guardrails import task_from_draft
         from poise.agents.understand import parse_task, read_task

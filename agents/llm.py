@@ -27,6 +27,7 @@ from poise.settings import env_problems
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import openai
+    from openai.types.chat import ChatCompletion
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -144,20 +145,24 @@ class _RecursiveSchema(Exception):
     """A ``$ref`` that points back at itself: no finite inlined form."""
 
 
-def _inline(node: Any, defs: Mapping[str, Any], seen: frozenset[str]) -> Any:
-    if isinstance(node, list):
-        return [_inline(item, defs, seen) for item in node]
-    if not isinstance(node, dict):
-        return node
+def _inline(node: dict[str, Any], defs: Mapping[str, dict[str, Any]], seen: frozenset[str]) -> dict[str, Any]:
     ref = node.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/$defs/"):
         name = ref.removeprefix("#/$defs/")
         if name in seen:
             raise _RecursiveSchema(name)
         target = _inline(defs[name], defs, seen | {name})
-        siblings = {key: _inline(value, defs, seen) for key, value in node.items() if key != "$ref"}
+        siblings = {key: _inline_value(value, defs, seen) for key, value in node.items() if key != "$ref"}
         return {**target, **siblings}
-    return {key: _inline(value, defs, seen) for key, value in node.items()}
+    return {key: _inline_value(value, defs, seen) for key, value in node.items()}
+
+
+def _inline_value(value: object, defs: Mapping[str, dict[str, Any]], seen: frozenset[str]) -> object:
+    if isinstance(value, list):
+        return [_inline_value(item, defs, seen) for item in value]
+    if isinstance(value, dict):
+        return _inline(value, defs, seen)
+    return value
 
 
 def _schema_name(schema: type[BaseModel]) -> str:
@@ -213,7 +218,7 @@ class LLMClient:
             raw=raw,
         )
 
-    def _complete(self, system: str, user: str, schema: type[BaseModel]) -> Any:
+    def _complete(self, system: str, user: str, schema: type[BaseModel]) -> ChatCompletion:
         """One chat completion (with the SDK's retries), SDK exceptions mapped to LLMError."""
         response_format = {
             "type": "json_schema",
@@ -250,7 +255,7 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _message_text(completion: Any) -> tuple[str, str | None]:
+def _message_text(completion: ChatCompletion) -> tuple[str, str | None]:
     """The first choice's text; a refusal or a malformed envelope is an LLMError."""
     try:
         choice = completion.choices[0]
@@ -276,7 +281,7 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse_json(raw: str, finish_reason: str | None) -> Any:
+def _parse_json(raw: str, finish_reason: str | None) -> object:
     """Strict JSON (no NaN/Infinity); a single Markdown fence is tolerated since small models add one."""
     text = raw.strip()
     fenced = _FENCE.match(text)
@@ -289,7 +294,7 @@ def _parse_json(raw: str, finish_reason: str | None) -> Any:
         raise LLMError("invalid_json", f"{exc}{cut}; answer starts {_short(raw, 80)!r}") from exc
 
 
-def _validate(data: Any, schema: type[T]) -> T:
+def _validate(data: object, schema: type[T]) -> T:
     """Validate against the contract; name the first problem (location and message, never the value)."""
     try:
         return schema.model_validate(data)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from poise.agents.audit import AWAITING_APPROVAL, Journal
 from poise.agents.brain import Brain, Thought
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # langgraph loads with the first graph, not with this module
     from langgraph.graph import StateGraph
 
 State = Mapping[str, Any]
-Node = Callable[[Any], dict[str, Any]]  # takes the graph's own state (a TypedDict), returns its update
+S = TypeVar("S", bound=State)  # the graph's own state (a TypedDict)
 
 
 def add_approval_tail(graph: StateGraph, nodes: GraphNodes) -> None:
@@ -41,16 +41,16 @@ def add_approval_tail(graph: StateGraph, nodes: GraphNodes) -> None:
     graph.add_edge("deploy", END)
 
 
-class GraphNodes(ABC):
+class GraphNodes(ABC, Generic[S]):
     """The node bodies of one graph: the tail's approve, train and gate are each graph's own; deploy is shared."""
 
     def __init__(self, brain: Brain, journal: Journal, settings: Settings) -> None:
         self.brain, self.journal, self.settings = brain, journal, settings
 
-    def step(self, status: str, node: Node) -> Node:
+    def step(self, status: str, node: Callable[[S], dict[str, Any]]) -> Callable[[S], dict[str, Any]]:
         """Mark the run's status while ``node`` runs, and as failed if it raises."""
 
-        def run(state: State) -> dict[str, Any]:
+        def run(state: S) -> dict[str, Any]:
             self.journal.set_status(state["run_id"], status)
             try:
                 return node(state)
@@ -65,15 +65,15 @@ class GraphNodes(ABC):
         return run
 
     @abstractmethod
-    def approve(self, state: Any) -> dict[str, Any]:
+    def approve(self, state: S) -> dict[str, Any]:
         """The plan's approval; returns ``{"decision": Decision, ...}``."""
 
     @abstractmethod
-    def train(self, state: Any) -> dict[str, Any]:
+    def train(self, state: S) -> dict[str, Any]:
         """Train and register the approved plan's candidate; returns at least ``{"candidate": ...}``."""
 
     @abstractmethod
-    def gate(self, state: Any) -> dict[str, Any]:
+    def gate(self, state: S) -> dict[str, Any]:
         """Judge the candidate; the state's ``gate`` (a GateReport) holds the verdict once it returns."""
 
     def deploy(self, state: State) -> dict[str, Any]:
@@ -95,7 +95,8 @@ class GraphNodes(ABC):
         self._log_audit(state)
         return {"status": status}
 
-    def _audit(self, state: State, step: str, thought: Thought | None, summary: str, **fields: Any) -> None:
+    def _audit(self, state: State, step: str, thought: Thought | None, summary: str,
+               **fields: Any) -> None:  # noqa: ANN401 - AuditEvent's own fields, validated by the contract
         repairs = list(fields.pop("repairs", []))
         if thought is not None and thought.fallback_reason:
             repairs.insert(0, f"answered by the rules: {thought.fallback_reason}")

@@ -59,7 +59,7 @@ def build_recovery_graph(brain: Brain, journal: Journal, settings: Settings,
     return graph.compile(checkpointer=checkpointer)
 
 
-class RecoveryNodes(GraphNodes):
+class RecoveryNodes(GraphNodes[RecoveryState]):
     def _folder(self, state: RecoveryState) -> Path:
         return self.settings.home / "recoveries" / state["run_id"]
 

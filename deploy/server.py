@@ -49,7 +49,7 @@ def serve(model_name: str | None = None, host: str = "127.0.0.1", port: int = 80
     # a 10,000-row batch 51 → 57 ms).
     threadpool_limits(1)
 
-    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - naming, not binding
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # naming, not binding
     url = f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
     note = servers.announce(get_settings().home, url, app.state.holder.name)
     app.state.on_shutdown.append(lambda: servers.withdraw(note))  # uvicorn ends a SIGTERM by re-raising it

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ import pandas as pd
 from poise.contracts import METRICS, DriftReport, FeatureDrift
 from poise.errors import PoiseError
 from poise.tools import metrics
+
+if TYPE_CHECKING:  # Evidently loads when a report runs
+    from evidently.core.report import Snapshot
 
 #: Name of the predicted-probability column inside the Evidently report.
 PROBA_COLUMN = "predicted_probability"
@@ -237,7 +240,7 @@ def _check_proba(proba: np.ndarray | None, rows: int, name: str) -> np.ndarray |
     return proba
 
 
-def _require_pair(reference: Any, current: Any, what: str, names: str) -> None:
+def _require_pair(reference: object, current: object, what: str, names: str) -> None:
     if (reference is None) != (current is None):
         raise PoiseError(f"{what} were given for only one of the two windows", f"pass both {names}, or neither")
 
@@ -267,7 +270,7 @@ def _run_report(
     proba_column: str | None,
     drift_share: float,
     for_people: bool,
-):
+) -> Snapshot:
     """One Evidently report over the features, plus the prediction's value drift.
 
     For a person (an HTML report is wanted) the features go through ``DataDriftPreset``, whose
@@ -320,7 +323,7 @@ def _small_window_methods(reference: pd.DataFrame, current: pd.DataFrame, numeri
     return methods
 
 
-def _finite(value: Any) -> float:
+def _finite(value: float) -> float:
     score = float(value)
     if math.isnan(score):
         raise RuntimeError("Evidently returned a NaN drift score")

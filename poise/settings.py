@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -50,7 +50,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _places_under_home(cls, data: Any) -> Any:
+    def _places_under_home(cls, data: object) -> object:
         """Each store defaults to a place under ``home``, so pointing POISE_HOME elsewhere moves them all."""
         if not isinstance(data, dict):
             return data
@@ -67,7 +67,7 @@ class Settings(BaseSettings):
 
     @field_validator("server_urls", mode="before")
     @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
+    def _comma_separated(cls, value: object) -> object:
         return [u.strip() for u in value.split(",") if u.strip()] if isinstance(value, str) else value
 
 

@@ -19,7 +19,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from types import FrameType
 
 
 class Stopped(KeyboardInterrupt):
@@ -78,7 +78,7 @@ def at_safe_points() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _on_signal(signum: int, frame: Any) -> None:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     _requested.append(signum)
     if _deferring == 0 or len(_requested) > 1:
         raise Stopped(_requested[0])

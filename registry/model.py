@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
+import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc import PythonModel, PythonModelContext
 from pydantic import BaseModel, Field
 
 from poise.contracts import Label
@@ -89,16 +90,24 @@ class ModelCard(BaseModel):
         return positive.map({True: self.positive_label, False: self.negative_label})
 
 
+class Classifier(Protocol):
+    """What the registry keeps and serves: a fitted binary classifier (an inference pipeline or a blend)."""
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray: ...
+
+
 class PoiseModel(PythonModel):
     """MLflow pyfunc: rows in, ``proba`` and ``pred`` out."""
 
-    def load_context(self, context: Any) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         import joblib
 
         self.pipeline = joblib.load(context.artifacts["pipeline"])
         self.card = ModelCard.model_validate_json(Path(context.artifacts["card"]).read_text())
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict | None = None
+    ) -> pd.DataFrame:
         return self.score(self.card.prepare(pd.DataFrame(model_input), allow_extra=True))
 
     def score(self, prepared: pd.DataFrame) -> pd.DataFrame:
@@ -107,7 +116,7 @@ class PoiseModel(PythonModel):
         return pd.DataFrame({"proba": proba, "pred": self.card.label_of(pd.Series(proba >= self.card.threshold))})
 
 
-def save_artifacts(pipeline: Any, card: ModelCard, folder: Path) -> dict[str, str]:
+def save_artifacts(pipeline: Classifier, card: ModelCard, folder: Path) -> dict[str, str]:
     """Write the pipeline and the card where ``mlflow.pyfunc.log_model`` can pick them up."""
     import joblib
 

@@ -21,13 +21,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from poise.contracts import Label
 from poise.errors import PoiseError
 from poise.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # pandas is imported where it is used: the CLI imports this module lazily anyway
+    import numpy as np
     import pandas as pd
 
 FILE_NAME = "predictions.db"
@@ -238,12 +239,12 @@ class PredictionStore:
             self._db.execute("COMMIT")
 
 
-def _native(value: Any) -> Label:
+def _native(value: Label | np.generic) -> Label:
     """numpy scalars (from pandas) → Python values, so JSON keeps ints as ints."""
     return value.item() if hasattr(value, "item") else value
 
 
-def _dump(value: Any) -> str:
+def _dump(value: Label | np.generic) -> str:
     return json.dumps(_native(value))
 
 

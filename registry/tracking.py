@@ -107,7 +107,7 @@ def log_json(run_id: str, name: str, payload: BaseModel | Mapping[str, Any] | li
     mlflow.MlflowClient().log_dict(run_id, body, name)
 
 
-def read_json(run_id: str, name: str) -> Any:
+def read_json(run_id: str, name: str) -> dict[str, Any] | None:
     """A JSON artifact of a run (as ``log_json`` stored it), or None when the run has none by that name."""
     from mlflow.artifacts import load_dict
     from mlflow.exceptions import MlflowException
@@ -206,13 +206,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: object) -> bool:
     try:
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
 
 
-def _short(value: Any, limit: int = 500) -> str:
+def _short(value: object, limit: int = 500) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"

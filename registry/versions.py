@@ -13,15 +13,18 @@ import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from poise.contracts import model_name_problem
 from poise.errors import ModelNotFoundError, PoiseError
 from poise.registry import pyfunc_entry
-from poise.registry.model import ModelCard, PoiseModel, save_artifacts
+from poise.registry.model import Classifier, ModelCard, PoiseModel, save_artifacts
 from poise.registry.tracking import SearchRun
+
+if TYPE_CHECKING:  # MLflow loads when the registry is used, not with this module
+    from mlflow import MlflowClient
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 
@@ -82,7 +85,7 @@ def warm_requirement_checks() -> None:
 def register_model(
     run: SearchRun,
     model_name: str,
-    pipeline: Any,
+    pipeline: Classifier,
     card: ModelCard,
     input_example: pd.DataFrame,
     tags: dict[str, str],
@@ -240,7 +243,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def _version_or_error(client: Any, name: str, version: str) -> None:
+def _version_or_error(client: MlflowClient, name: str, version: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from poise.tools import metrics
@@ -72,16 +73,16 @@ class BlendClassifier(ClassifierMixin, BaseEstimator):
     def classes_(self) -> np.ndarray:
         return np.array([0, 1])
 
-    def fit(self, X: Any, y: Any) -> BlendClassifier:
+    def fit(self, X: ArrayLike, y: ArrayLike) -> BlendClassifier:
         for member in self.members:
             member.fit(X, y)
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         weights = np.asarray(self.weights, dtype=float)
         positive = sum(w * m.predict_proba(X)[:, 1] for m, w in zip(self.members, weights, strict=True))
         positive = np.clip(positive / weights.sum(), 0.0, 1.0)
         return np.column_stack([1.0 - positive, positive])
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # Optuna loads when a search runs
+if TYPE_CHECKING:  # Optuna loads when a search runs, scikit-learn when a model is built
     from optuna.trial import BaseTrial
+    from sklearn.base import BaseEstimator
 
 ClassWeight = dict[int, float] | None
 Params = dict[str, Any]
@@ -28,7 +29,7 @@ Categorical = tuple[int, ...]
 class ModelSpec:
     name: str
     description: str
-    build: Callable[[Params, ClassWeight, int, Categorical], Any]
+    build: Callable[[Params, ClassWeight, int, Categorical], BaseEstimator]
     space: Callable[[BaseTrial], Params]
     native_categorical: bool = False  # takes ordinal category codes and their column positions
     cost: float = 1.0  # rough fit time at its default size, relative to 100 rounds of HGB (for budgeting)
@@ -39,7 +40,7 @@ def _strip(params: Params, prefix: str) -> Params:
 
 
 # ---------------------------------------------------------------- logistic regression
-def _lr_build(params: Params, class_weight: ClassWeight, seed: int, categorical: Categorical = ()) -> Any:
+def _lr_build(params: Params, class_weight: ClassWeight, seed: int, categorical: Categorical = ()) -> BaseEstimator:
     from sklearn.linear_model import LogisticRegression
 
     p = _strip(params, "lr")
@@ -51,7 +52,7 @@ def _lr_space(trial: BaseTrial) -> Params:
 
 
 # ---------------------------------------------------------------- forests
-def _forest_space(prefix: str) -> Callable[[Any], Params]:
+def _forest_space(prefix: str) -> Callable[[BaseTrial], Params]:
     def space(trial: BaseTrial) -> Params:
         return {
             f"{prefix}__n_estimators": trial.suggest_int(f"{prefix}__n_estimators", 100, 500, step=50),
@@ -62,8 +63,8 @@ def _forest_space(prefix: str) -> Callable[[Any], Params]:
     return space
 
 
-def _forest_build(prefix: str, cls_path: str) -> Callable[[Params, ClassWeight, int, Categorical], Any]:
-    def build(params: Params, class_weight: ClassWeight, seed: int, categorical: Categorical = ()) -> Any:
+def _forest_build(prefix: str, cls_path: str) -> Callable[[Params, ClassWeight, int, Categorical], BaseEstimator]:
+    def build(params: Params, class_weight: ClassWeight, seed: int, categorical: Categorical = ()) -> BaseEstimator:
         import importlib
 
         module, name = cls_path.rsplit(".", 1)
@@ -82,7 +83,7 @@ def _forest_build(prefix: str, cls_path: str) -> Callable[[Params, ClassWeight, 
 
 
 # ---------------------------------------------------------------- gradient boosting
-def _hgb_build(params: Params, class_weight: ClassWeight, seed: int, categorical: Categorical = ()) -> Any:
+def _hgb_build(params: Params, class_weight: ClassWeight, seed: int, categorical: Categorical = ()) -> BaseEstimator:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     p = _strip(params, "hgb")
@@ -122,7 +123,7 @@ def _threads() -> int:
     return max(1, min(int(wanted), cores)) if wanted.isdigit() else cores
 
 
-def _lgbm_build(params: Params, class_weight: ClassWeight, seed: int, categorical: Categorical = ()) -> Any:
+def _lgbm_build(params: Params, class_weight: ClassWeight, seed: int, categorical: Categorical = ()) -> BaseEstimator:
     from lightgbm import LGBMClassifier
 
     p = _strip(params, "lgbm")
@@ -163,7 +164,7 @@ def _lgbm_space(trial: BaseTrial) -> Params:
 _MLP_SHAPES = {"64": (64,), "128-64": (128, 64), "256-128": (256, 128)}
 
 
-def _mlp_build(params: Params, class_weight: ClassWeight, seed: int, categorical: Categorical = ()) -> Any:
+def _mlp_build(params: Params, class_weight: ClassWeight, seed: int, categorical: Categorical = ()) -> BaseEstimator:
     from poise.tools.torch_mlp import TorchMLPClassifier
 
     p = _strip(params, "mlp")

@@ -13,15 +13,38 @@ docstring.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import numpy as np
 from imblearn.over_sampling.base import BaseOverSampler
+from numpy.typing import ArrayLike
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
+if TYPE_CHECKING:  # sklearn.utils.Tags exists from scikit-learn 1.6 on
+    from sklearn.utils import Tags
+
 __all__ = ["QCSMOTE"]
+
+#: imbalanced-learn's ``sampling_strategy``: a ratio, a name, class -> target count, or a function of y giving one.
+SamplingStrategy = float | str | Mapping[Hashable, int] | Callable[[np.ndarray], Mapping[Hashable, int]]
+
+
+class ClassStats(TypedDict):
+    """What was done for one over-sampled class (``QCSMOTE.class_stats_``)."""
+
+    n_generated: int
+    n_duplicated: int
+    overlap: float
+    k: int
+    n_candidates: int
+    interpolation_range: float
+    purity_threshold: float
+    tau: float
+
 
 # Weights of the three trust components (support, density, isolation).
 _W_SUPPORT, _W_DENSITY, _W_ISOLATION = 0.4, 0.3, 0.3
@@ -92,7 +115,19 @@ def _neighbors(X: np.ndarray) -> NearestNeighbors:
     return NearestNeighbors(algorithm=algorithm).fit(X)
 
 
-def _pool_scores(X, is_min, X_min, nbr_min, pool, X_maj, pool_maj, seed, slot, gap, k):
+def _pool_scores(
+    X: np.ndarray,
+    is_min: np.ndarray,
+    X_min: np.ndarray,
+    nbr_min: np.ndarray,
+    pool: np.ndarray,
+    X_maj: np.ndarray,
+    pool_maj: np.ndarray | None,
+    seed: np.ndarray,
+    slot: np.ndarray,
+    gap: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Purity of candidates and of their midpoints, and clearance of the
     candidates, searched among the neighbour pools of the two endpoints.
 
@@ -119,7 +154,7 @@ def _pool_scores(X, is_min, X_min, nbr_min, pool, X_maj, pool_maj, seed, slot, g
     per_seed = n_nbr * width * max(X.shape[1], 1)
     chunk = max(1, _MAX_BLOCK // per_seed)
 
-    def expansion(P, A, E):
+    def expansion(P: np.ndarray, A: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # P: (S, J, R, F) reference points; A: (S, F) seeds; E: (S, J, F) = b - a
         V = A[:, None, None, :] - P
         return np.einsum("sjrf,sjrf->sjr", V, V), np.einsum("sjrf,sjf->sjr", V, E)
@@ -301,13 +336,13 @@ class QCSMOTE(BaseOverSampler):
     def __init__(
         self,
         *,
-        sampling_strategy="auto",
-        random_state=None,
-        k_neighbors=5,
-        n_candidates=None,
-        purity_threshold=0.3,
-        neighbor_search="auto",
-    ):
+        sampling_strategy: SamplingStrategy = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        k_neighbors: int = 5,
+        n_candidates: int | None = None,
+        purity_threshold: float | Literal["adaptive"] = 0.3,
+        neighbor_search: Literal["auto", "approx", "exact"] = "auto",
+    ) -> None:
         super().__init__(sampling_strategy=sampling_strategy)
         self.random_state = random_state
         self.k_neighbors = k_neighbors
@@ -316,18 +351,20 @@ class QCSMOTE(BaseOverSampler):
         self.neighbor_search = neighbor_search
 
     # ------------------------------------------------------------------ input
-    def _check_X_y(self, X, y, accept_sparse=None):
+    def _check_X_y(
+        self, X: ArrayLike, y: ArrayLike, accept_sparse: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
         if sparse.issparse(X):
             raise TypeError("QCSMOTE does not support sparse input; convert X to a dense array first (X.toarray()).")
         return super()._check_X_y(X, y, accept_sparse=False)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
 
     # --------------------------------------------------------------- resample
-    def _fit_resample(self, X, y):
+    def _fit_resample(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rng = check_random_state(self.random_state)
         X = np.asarray(X)
         X_float = X.astype(float, copy=False)
@@ -354,7 +391,15 @@ class QCSMOTE(BaseOverSampler):
 
         return np.vstack(X_parts), np.hstack(y_parts)
 
-    def _generate_class(self, X, y, class_label, n_samples, nn_all, rng):
+    def _generate_class(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        class_label: Hashable,
+        n_samples: int,
+        nn_all: NearestNeighbors,
+        rng: np.random.RandomState,
+    ) -> tuple[np.ndarray, ClassStats]:
         approx = self.neighbor_search == "approx" or (
             self.neighbor_search == "auto" and X.shape[1] > _TREE_MAX_FEATURES
         )
@@ -367,7 +412,7 @@ class QCSMOTE(BaseOverSampler):
         k_all = min(self.k_neighbors, n_total - 1)
         pool_size = max(_POOL_MIN, _POOL_FACTOR * k_all)
 
-        stats = {
+        stats: ClassStats = {
             "n_generated": n_samples,
             "n_duplicated": n_samples,
             "overlap": float("nan"),

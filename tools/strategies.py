@@ -18,13 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from poise.tools.models import ClassWeight, Params
 from poise.tools.preprocess import FeatureColumns, categorical_positions
 
-if TYPE_CHECKING:  # Optuna loads when a search runs
+if TYPE_CHECKING:  # Optuna loads when a search runs, imbalanced-learn and scikit-learn when a pipeline is built
+    from imblearn.base import BaseSampler
     from optuna.trial import BaseTrial
+    from sklearn.base import BaseEstimator
+
+T = TypeVar("T")
 
 StrategyKind = Literal["none", "weights", "sampler", "ensemble", "loss"]
 
@@ -65,8 +69,8 @@ class StrategySpec:
     description: str
     kind: StrategyKind
     space: Callable[[BaseTrial, StrategyContext], Params] = _no_params
-    sampler: Callable[[Params, StrategyContext], Any] | None = None
-    estimator: Callable[[Params, StrategyContext], Any] | None = None
+    sampler: Callable[[Params, StrategyContext], BaseSampler] | None = None
+    estimator: Callable[[Params, StrategyContext], BaseEstimator] | None = None
     model: str | None = None
     min_minority: int = 1
     needs_categorical: bool = False
@@ -118,7 +122,7 @@ def _ratio_k_space(prefix: str) -> Callable[[BaseTrial, StrategyContext], Params
     return space
 
 
-def _get(params: Params, prefix: str, name: str, default: Any) -> Any:
+def _get(params: Params, prefix: str, name: str, default: T) -> T:
     return params.get(f"{prefix}__{name}", default)
 
 
@@ -131,26 +135,26 @@ def _ratio_of(params: Params, ctx: StrategyContext, prefix: str) -> float:
 
 
 # ---------------------------------------------------------------- samplers
-def _random_over(params: Params, ctx: StrategyContext) -> Any:
+def _random_over(params: Params, ctx: StrategyContext) -> BaseSampler:
     from imblearn.over_sampling import RandomOverSampler
 
     return RandomOverSampler(sampling_strategy=_ratio_of(params, ctx, "ros"), random_state=ctx.seed)
 
 
-def _random_under(params: Params, ctx: StrategyContext) -> Any:
+def _random_under(params: Params, ctx: StrategyContext) -> BaseSampler:
     from imblearn.under_sampling import RandomUnderSampler
 
     return RandomUnderSampler(sampling_strategy=_ratio_of(params, ctx, "rus"), random_state=ctx.seed)
 
 
-def _smote(params: Params, ctx: StrategyContext) -> Any:
+def _smote(params: Params, ctx: StrategyContext) -> BaseSampler:
     from imblearn.over_sampling import SMOTE
 
     return SMOTE(sampling_strategy=_ratio_of(params, ctx, "smote"), k_neighbors=_k_of(params, ctx, "smote"),
                  random_state=ctx.seed)
 
 
-def _smote_nc(params: Params, ctx: StrategyContext) -> Any:
+def _smote_nc(params: Params, ctx: StrategyContext) -> BaseSampler:
     from imblearn.over_sampling import SMOTENC
 
     return SMOTENC(
@@ -161,7 +165,7 @@ def _smote_nc(params: Params, ctx: StrategyContext) -> Any:
     )
 
 
-def _borderline(params: Params, ctx: StrategyContext) -> Any:
+def _borderline(params: Params, ctx: StrategyContext) -> BaseSampler:
     from imblearn.over_sampling import BorderlineSMOTE
 
     return BorderlineSMOTE(
@@ -181,14 +185,14 @@ def _borderline_space(trial: BaseTrial, ctx: StrategyContext) -> Params:
     }
 
 
-def _adasyn(params: Params, ctx: StrategyContext) -> Any:
+def _adasyn(params: Params, ctx: StrategyContext) -> BaseSampler:
     from imblearn.over_sampling import ADASYN
 
     return ADASYN(sampling_strategy=_ratio_of(params, ctx, "adasyn"), n_neighbors=_k_of(params, ctx, "adasyn"),
                   random_state=ctx.seed)
 
 
-def _smote_tomek(params: Params, ctx: StrategyContext) -> Any:
+def _smote_tomek(params: Params, ctx: StrategyContext) -> BaseSampler:
     from imblearn.combine import SMOTETomek
     from imblearn.over_sampling import SMOTE
 
@@ -196,7 +200,7 @@ def _smote_tomek(params: Params, ctx: StrategyContext) -> Any:
     return SMOTETomek(sampling_strategy=_ratio_of(params, ctx, "stomek"), smote=smote, random_state=ctx.seed)
 
 
-def _smote_enn(params: Params, ctx: StrategyContext) -> Any:
+def _smote_enn(params: Params, ctx: StrategyContext) -> BaseSampler:
     from imblearn.combine import SMOTEENN
     from imblearn.over_sampling import SMOTE
 
@@ -204,7 +208,7 @@ def _smote_enn(params: Params, ctx: StrategyContext) -> Any:
     return SMOTEENN(sampling_strategy=_ratio_of(params, ctx, "senn"), smote=smote, random_state=ctx.seed)
 
 
-def _qc_smote(params: Params, ctx: StrategyContext) -> Any:
+def _qc_smote(params: Params, ctx: StrategyContext) -> BaseSampler:
     from poise.tools.qc_smote import QCSMOTE
 
     return QCSMOTE(sampling_strategy=_ratio_of(params, ctx, "qcsmote"), k_neighbors=_k_of(params, ctx, "qcsmote"),
@@ -212,7 +216,7 @@ def _qc_smote(params: Params, ctx: StrategyContext) -> Any:
 
 
 # ---------------------------------------------------------------- balanced ensembles
-def _balanced_rf(params: Params, ctx: StrategyContext) -> Any:
+def _balanced_rf(params: Params, ctx: StrategyContext) -> BaseEstimator:
     from imblearn.ensemble import BalancedRandomForestClassifier
 
     return BalancedRandomForestClassifier(
@@ -235,7 +239,7 @@ def _balanced_rf_space(trial: BaseTrial, ctx: StrategyContext) -> Params:
     }
 
 
-def _easy_ensemble(params: Params, ctx: StrategyContext) -> Any:
+def _easy_ensemble(params: Params, ctx: StrategyContext) -> BaseEstimator:
     from imblearn.ensemble import EasyEnsembleClassifier
     from sklearn.ensemble import HistGradientBoostingClassifier
 

@@ -25,9 +25,12 @@ import math
 import numbers
 import time
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal, Self, get_args, overload
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
@@ -45,7 +48,7 @@ except ImportError:  # pragma: no cover - scikit-learn 1.5
 
 __all__ = ["TorchMLPClassifier"]
 
-_LOSSES = ("bce", "focal", "class_balanced")
+Loss = Literal["bce", "focal", "class_balanced"]
 # Rows pushed through the network at once at prediction time; bounds memory.
 _PREDICT_CHUNK = 65_536
 
@@ -53,7 +56,19 @@ _PREDICT_CHUNK = 65_536
 _NO_Y = "no_validation"
 
 
-def _validate_X(estimator, X, *, reset, y=_NO_Y):
+@overload
+def _validate_X(estimator: TorchMLPClassifier, X: ArrayLike, *, reset: bool) -> np.ndarray: ...
+
+
+@overload
+def _validate_X(
+    estimator: TorchMLPClassifier, X: ArrayLike, *, reset: bool, y: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def _validate_X(
+    estimator: TorchMLPClassifier, X: ArrayLike, *, reset: bool, y: ArrayLike = _NO_Y
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Validate X (and y when given) into a writeable C-contiguous float32 array.
 
     Finiteness is checked here rather than by scikit-learn so that the error
@@ -90,7 +105,7 @@ def _validate_X(estimator, X, *, reset, y=_NO_Y):
 
 
 @contextlib.contextmanager
-def _torch_threads(n_threads):
+def _torch_threads(n_threads: int | None) -> Iterator[None]:
     """Temporarily set torch's intra-op thread count (``None``: leave it alone)."""
     if n_threads is None:
         yield
@@ -106,7 +121,7 @@ def _torch_threads(n_threads):
         torch.set_num_threads(previous)
 
 
-def _effective_number_weights(counts, beta):
+def _effective_number_weights(counts: ArrayLike, beta: float) -> np.ndarray:
     """Class-balanced weights of Cui et al. (2019).
 
     ``w_c = (1 - beta) / (1 - beta ** n_c)``, rescaled so that the weights sum
@@ -126,7 +141,7 @@ def _effective_number_weights(counts, beta):
 class _MLPNetwork(nn.Module):
     """Linear -> ReLU -> Dropout blocks followed by a linear output layer."""
 
-    def __init__(self, n_features, hidden_sizes, dropout, n_outputs):
+    def __init__(self, n_features: int, hidden_sizes: Sequence[int], dropout: float, n_outputs: int) -> None:
         super().__init__()
         layers = []
         width = n_features
@@ -139,7 +154,7 @@ class _MLPNetwork(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, n_outputs)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
 
 
@@ -298,7 +313,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "patience": [Interval(numbers.Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left"), None],
-        "loss": [StrOptions(set(_LOSSES))],
+        "loss": [StrOptions(set(get_args(Loss)))],
         "focal_gamma": [Interval(numbers.Real, 0, None, closed="left")],
         "focal_alpha": [Interval(numbers.Real, 0, 1, closed="both"), None],
         "class_balanced_beta": [Interval(numbers.Real, 0, 1, closed="left")],
@@ -312,25 +327,25 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        hidden_sizes=(64, 32),
-        dropout=0.1,
-        learning_rate=1e-3,
-        weight_decay=1e-4,
-        batch_size=256,
-        max_epochs=200,
-        patience=10,
-        validation_fraction=0.15,
-        loss="bce",
-        focal_gamma=2.0,
-        focal_alpha=None,
-        class_balanced_beta=0.999,
-        class_weight=None,
-        random_state=None,
-        max_time=None,
-        verbose=False,
-        n_threads=1,
-        device="auto",
-    ):
+        hidden_sizes: int | Sequence[int] = (64, 32),
+        dropout: float = 0.1,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 256,
+        max_epochs: int = 200,
+        patience: int = 10,
+        validation_fraction: float | None = 0.15,
+        loss: Loss = "bce",
+        focal_gamma: float = 2.0,
+        focal_alpha: float | None = None,
+        class_balanced_beta: float = 0.999,
+        class_weight: Literal["balanced"] | Mapping[Any, float] | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        max_time: float | None = None,
+        verbose: bool = False,
+        n_threads: int | None = 1,
+        device: str = "auto",
+    ) -> None:
         self.hidden_sizes = hidden_sizes
         self.dropout = dropout
         self.learning_rate = learning_rate
@@ -353,7 +368,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------
     # parameter checks
     # ------------------------------------------------------------------
-    def _checked_hidden_sizes(self):
+    def _checked_hidden_sizes(self) -> tuple[int, ...]:
         """The layer widths as a tuple of ints; ``_parameter_constraints`` has checked the container only.
 
         scikit-learn's constraints cannot say "a tuple of positive ints", so the widths themselves
@@ -368,7 +383,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     # fitting
     # ------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         """Train the network.
 
         Parameters
@@ -449,7 +464,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     @staticmethod
-    def _check_sample_weight(sample_weight, n_samples):
+    def _check_sample_weight(sample_weight: ArrayLike | None, n_samples: int) -> np.ndarray:
         if sample_weight is None:
             return np.ones(n_samples, dtype=np.float64)
         if isinstance(sample_weight, numbers.Real):
@@ -463,7 +478,9 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("sample_weight must not be all zero.")
         return sample_weight
 
-    def _split(self, y, n_classes, rng):
+    def _split(
+        self, y: np.ndarray, n_classes: int, rng: np.random.RandomState
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Stratified train/validation indices; an empty validation set means no early stopping."""
         all_idx = np.arange(len(y))
         frac = self.validation_fraction
@@ -478,7 +495,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             train_parts.append(members[n_val:])
         return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(val_parts))
 
-    def _per_sample_loss(self, logits, target):
+    def _per_sample_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Unreduced loss for each row (logits: (n, 1) binary or (n, K))."""
         if logits.shape[1] == 1:
             z = logits[:, 0]
@@ -500,7 +517,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         log_one_minus_pt = torch.logsumexp(others, dim=1) - log_normaliser
         return torch.exp(self.focal_gamma * log_one_minus_pt) * nll
 
-    def _training_device(self):
+    def _training_device(self) -> torch.device:
         """The torch device ``fit`` trains on: a GPU when ``device="auto"`` finds one, never required."""
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -509,7 +526,18 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"device={self.device!r}, but torch sees no CUDA GPU; use device='auto' or 'cpu'.")
         return device
 
-    def _train(self, X, y, row_weight, train_idx, val_idx, n_classes, shuffle_gen, deadline, device):
+    def _train(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        row_weight: np.ndarray,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        n_classes: int,
+        shuffle_gen: torch.Generator,
+        deadline: float | None,
+        device: torch.device,
+    ) -> None:
         cfg = self._net_config
         net = _MLPNetwork(cfg["n_features"], cfg["hidden_sizes"], cfg["dropout"], cfg["n_outputs"])
 
@@ -617,7 +645,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------
     # prediction
     # ------------------------------------------------------------------
-    def _logits(self, X):
+    def _logits(self, X: ArrayLike) -> np.ndarray:
         check_is_fitted(self, "network_")
         X = _validate_X(self, X, reset=False)
         # Inference runs in float64 on a copy of the network: results then do
@@ -631,7 +659,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                 outputs.append(net(chunk))
         return torch.cat(outputs).numpy()
 
-    def decision_function(self, X):
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
         """Raw network output.
 
         Parameters
@@ -648,7 +676,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         logits = self._logits(X)
         return logits[:, 0] if logits.shape[1] == 1 else logits
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities.
 
         Parameters
@@ -667,7 +695,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             return np.column_stack([1.0 - positive, positive])
         return softmax(logits, axis=1)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted class labels (for binary problems, threshold 0.5).
 
         Parameters
@@ -688,7 +716,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------
     # pickling
     # ------------------------------------------------------------------
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state = dict(state)
         network = state.pop("network_", None)
@@ -698,7 +726,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             }
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         weights = state.pop("_network_weights", None)
         super().__setstate__(state)

@@ -6,19 +6,20 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 console = Console(stderr=True, soft_wrap=True)  # progress, errors and notes
 stdout = Console(soft_wrap=True)  # results
 
 
-def user_errors(command: F) -> F:
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Run a command with poise's settings in place; print a PoiseError as 'error / fix' and exit 2.
 
     SIGINT and SIGTERM stop the command (``poise.stopping``): it prints what the stopped work kept
@@ -26,7 +27,7 @@ def user_errors(command: F) -> F:
     """
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from pydantic import ValidationError
 
         from poise import stopping
@@ -51,10 +52,10 @@ def user_errors(command: F) -> F:
                 console.print(f"[bold red]error:[/] {where}: {err['msg']}", highlight=False)
             raise typer.Exit(2) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
-def print_json(payload: Any) -> None:
+def print_json(payload: object) -> None:
     """One JSON document on stdout; contracts print as themselves."""
     from pydantic import BaseModel
 
@@ -63,7 +64,7 @@ def print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def print_notes(notes: Any) -> None:
+def print_notes(notes: Iterable[object]) -> None:
     """What poise changed in reading the data, on stderr (stdout stays the result's)."""
     for note in notes:
         console.print(f"[bold yellow]note:[/] {note}", highlight=False)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from poise.cli.common import console, print_json, print_notes, stdout, user_errors
+
+if TYPE_CHECKING:  # pandas loads when rows are scored, not with the CLI
+    import pandas as pd
 
 HEADLINE = {"average_precision": "AP", "mcc": "MCC", "roc_auc": "ROC-AUC"}
 
@@ -64,7 +67,7 @@ def _same_file(data: Path, out: Path) -> bool:
         return False
 
 
-def _write_atomically(frame, path: Path) -> None:  # noqa: ANN001
+def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
     """Write next to the destination and rename, so a failure never leaves a half-written file.
 
     A symlinked destination keeps its link: the file it points to is the one replaced.
@@ -139,7 +142,7 @@ def promote_command(
     announce_move("promote", name, str(version), f"{name}@champion → v{version}{note}", previous=previous)
 
 
-def announce_move(action: str, name: str, version: str, summary: str, **output: Any) -> None:
+def announce_move(action: str, name: str, version: str, summary: str, **output: object) -> None:
     """After a person moved @champion: the audit trail records it and the running servers swap now."""
     from poise.agents.audit import Journal, record_by_hand, who
     from poise.pipelines.deploy import notify_servers

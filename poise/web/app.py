@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -56,7 +56,7 @@ class Console:
             self._lifecycle = Lifecycle(self.settings)
         return self._lifecycle
 
-    def page(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    def page(self, request: Request, template: str, status_code: int = 200, **context: object) -> HTMLResponse:
         session: Session = request.state.session
         return self.templates.TemplateResponse(
             request, template, {"user": request.state.user, "csrf": self.signer.csrf(session),
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None, tokens: dict[str, str] | None =
         return Response(status_code=204)
 
     @app.middleware("http")
-    async def session_and_login(request: Request, call_next: Any) -> Response:
+    async def session_and_login(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         session = console.signer.load(request.cookies.get(COOKIE))
         bearer = request.headers.get("authorization", "")
         if console.tokens and bearer.lower().startswith("bearer "):
@@ -134,16 +134,15 @@ def create_app(settings: Settings | None = None, tokens: dict[str, str] | None =
 
 def _warm_imports() -> None:
     """Import the heavy stack once at start-up, so no page pays for it."""
-    import numpy as np
-    import plotly.graph_objects  # noqa: F401
-    import sklearn.metrics  # noqa: F401
+    import importlib
 
-    import poise.agents.runner  # noqa: F401
-    import poise.pipelines.monitor  # noqa: F401
-    import poise.registry.versions  # noqa: F401
-    import poise.tools.models  # noqa: F401
-    import poise.tools.strategies  # noqa: F401
+    import numpy as np
+
     from poise.web.charts import threshold_figures
+
+    for module in ("plotly.graph_objects", "sklearn.metrics", "poise.agents.runner", "poise.pipelines.monitor",
+                   "poise.registry.versions", "poise.tools.models", "poise.tools.strategies"):
+        importlib.import_module(module)
 
     threshold_figures(np.array([0, 1, 0, 1]), np.array([0.1, 0.8, 0.4, 0.6]), 0.5)  # plotly loads its validators
 

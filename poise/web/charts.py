@@ -7,9 +7,12 @@ without JavaScript or a screen.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # plotly loads when a figure is drawn
+    import plotly.graph_objects as go
 
 SEVERITY_LEVEL = {"none": 0, "watch": 1, "act": 2}
 _LAYOUT = {"margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "height": 340, "width": 530, "template": "plotly_white",
@@ -43,7 +46,7 @@ def at_threshold(labels: np.ndarray, proba: np.ndarray, threshold: float) -> AtT
                        int((~pred & truth).sum()), int((~pred & ~truth).sum()))
 
 
-def _html(figure: Any, div_id: str) -> str:
+def _html(figure: go.Figure, div_id: str) -> str:
     return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
                           config={"displaylogo": False})
 

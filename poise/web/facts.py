@@ -10,9 +10,16 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poise.errors import PoiseError
+
+if TYPE_CHECKING:  # pandas loads with the first model page, FastAPI with the console's app
+    import pandas as pd
+    from fastapi import UploadFile
+
+    from poise.agents.audit import Journal
+    from poise.contracts import AuditEvent
 
 #: Table formats ``tools.data.load_table`` reads.
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".tsv", ".txt", ".parquet", ".pq")
@@ -21,7 +28,7 @@ HIDDEN_KINDS = ("plan",)  # `poise plan` leaves a row of its own that is no run 
 
 
 # ---------------------------------------------------------------------- uploads
-def save_upload(upload: Any, home: Path) -> Path:
+def save_upload(upload: UploadFile, home: Path) -> Path:
     """Keep an uploaded table under ``POISE_HOME/uploads/ID/NAME`` (its own folder, so names never clash)."""
     name = Path(upload.filename or "").name
     if not name.lower().endswith(TABLE_SUFFIXES):
@@ -59,11 +66,11 @@ def known_table(home: Path, chosen: str) -> Path:
 
 
 # ---------------------------------------------------------------------- runs
-def runs(journal: Any, limit: int = 200) -> list[dict[str, Any]]:
+def runs(journal: Journal, limit: int = 200) -> list[dict[str, Any]]:
     return [r for r in journal.runs(limit=limit) if r["kind"] not in HIDDEN_KINDS]
 
 
-def repairs_by_step(events: list[Any]) -> dict[str, list[str]]:
+def repairs_by_step(events: list[AuditEvent]) -> dict[str, list[str]]:
     """What the guardrails changed and which words were not used, per step: the CLI's notices."""
     from poise.agents.notices import notices
 
@@ -74,8 +81,8 @@ def repairs_by_step(events: list[Any]) -> dict[str, list[str]]:
 
 
 # ---------------------------------------------------------------------- models
-_REFERENCES: dict[tuple[str, str], Any] = {}
-_ARTIFACTS: dict[tuple[str, str], Any] = {}
+_REFERENCES: dict[tuple[str, str], pd.DataFrame | None] = {}
+_ARTIFACTS: dict[tuple[str, str], dict[str, Any] | None] = {}
 _cache_lock = threading.Lock()
 
 
@@ -91,7 +98,7 @@ class VersionFacts:
     threshold: float | None
     task: dict[str, Any] | None
     plan: dict[str, Any] | None
-    reference: Any  # DataFrame of the holdout part, or None
+    reference: pd.DataFrame | None  # the holdout part
 
 
 _LISTING: dict[str, Any] = {"stamp": None, "models": None}
@@ -115,7 +122,7 @@ def registered_models(tracking_uri: str) -> list[dict[str, Any]]:
     return found
 
 
-def _store_stamp(tracking_uri: str) -> Any:
+def _store_stamp(tracking_uri: str) -> tuple[object, ...]:
     if not tracking_uri.startswith("sqlite:///"):
         return ("ttl", int(time.monotonic() // 2))
     database = Path(tracking_uri.removeprefix("sqlite:///"))
@@ -162,7 +169,7 @@ def version_facts(entry: dict[str, Any], version: str | None) -> VersionFacts | 
                         _holdout_reference(entry["name"], version))
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> bool:
     try:
         float(value)
     except (TypeError, ValueError):
@@ -170,7 +177,7 @@ def _is_number(value: Any) -> bool:
     return True
 
 
-def _artifact(run_id: str | None, name: str) -> Any:
+def _artifact(run_id: str | None, name: str) -> dict[str, Any] | None:
     """A JSON artifact of a training run; runs never change, so each is read once."""
     from poise.registry import tracking
 
@@ -186,7 +193,7 @@ def _artifact(run_id: str | None, name: str) -> Any:
     return value
 
 
-def _holdout_reference(name: str, version: str) -> Any:
+def _holdout_reference(name: str, version: str) -> pd.DataFrame | None:
     """The holdout rows of the version's reference (label and score), or None for a version without one."""
     from poise.errors import ModelNotFoundError
     from poise.registry import versions
@@ -205,7 +212,7 @@ def _holdout_reference(name: str, version: str) -> Any:
     return part
 
 
-def producing_runs(journal: Any, name: str) -> dict[str, str]:
+def producing_runs(journal: Journal, name: str) -> dict[str, str]:
     """version → the poise run that trained it (lifecycle or recovery), from the journal."""
     found: dict[str, str] = {}
     for row in journal.runs(limit=5000):

@@ -15,7 +15,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the search (and Optuna) load with the first training
+    from poise.tools.search import TrialRecord
 
 log = logging.getLogger("poise.web")
 
@@ -88,7 +91,7 @@ class Jobs:
             progress.state = "done"
         except PoiseError as exc:
             progress.state, progress.error, progress.fix = "failed", exc.problem, exc.fix
-        except Exception as exc:  # noqa: BLE001 - a background failure must reach the page, not vanish
+        except Exception as exc:  # a background failure must reach the page, not vanish
             log.exception("background %s of run %s failed", progress.job, progress.run_id)
             progress.state, progress.error = "failed", f"{type(exc).__name__}: {exc}"
         finally:
@@ -99,7 +102,7 @@ class Jobs:
         progress.stage = name
 
     @staticmethod
-    def _trial(progress: Progress, record: Any) -> None:
+    def _trial(progress: Progress, record: TrialRecord) -> None:
         progress.trials = record.number + 1
         progress.best_score = record.best_score
         progress.strategy, progress.estimator = record.strategy, record.estimator

@@ -13,9 +13,14 @@ from poise.errors import PoiseError
 from poise.web import facts
 
 if TYPE_CHECKING:
+    import pandas as pd
+    from starlette.datastructures import FormData
+
     from poise.agents.runner import RunView
     from poise.contracts import Plan
     from poise.web.app import Console  # which imports this module
+    from poise.web.charts import AtThreshold
+    from poise.web.jobs import Progress
 
 router = APIRouter()
 
@@ -135,7 +140,7 @@ def runs_status(request: Request) -> JSONResponse:
     return JSONResponse(answer)
 
 
-def progress_line(progress: Any) -> str:
+def progress_line(progress: Progress | None) -> str:
     """A running search in one line, for the list of runs."""
     if progress is None:
         return ""
@@ -214,7 +219,7 @@ async def approve(request: Request, run_id: str) -> Response:
     return await run_in_threadpool(_approve, request, run_id, form)
 
 
-def _approve(request: Request, run_id: str, form: Any) -> Response:
+def _approve(request: Request, run_id: str, form: FormData) -> Response:
     console = _console(request)
     lifecycle = console.lifecycle()
     view = lifecycle.view(run_id)
@@ -248,7 +253,7 @@ def _must_wait(console: Console, view: RunView) -> None:
                          "nothing to decide: see the run's page")
 
 
-def _edited_plan(console: Console, view: RunView, form: Any) -> Plan | None:
+def _edited_plan(console: Console, view: RunView, form: FormData) -> Plan | None:
     """The plan as the person left the form; None when nothing changed. Checked like any plan before it runs."""
     from pydantic import ValidationError
 
@@ -287,7 +292,7 @@ def _edited_plan(console: Console, view: RunView, form: Any) -> Plan | None:
     return edited
 
 
-def _number(raw: Any, what: str) -> float:
+def _number(raw: object, what: str) -> float:
     try:
         return float(str(raw).strip())
     except ValueError:
@@ -335,10 +340,12 @@ def model_page(request: Request, name: str, version: str | None = None) -> HTMLR
                         runs=runs, plots=figures is not None)
 
 
-_FIGURES: dict[tuple[str, str, float], Any] = {}
+_FIGURES: dict[tuple[str, str, float], tuple[dict[str, str], AtThreshold]] = {}
 
 
-def _threshold_view(name: str, version: str, threshold: float, holdout: Any) -> Any:
+def _threshold_view(
+    name: str, version: str, threshold: float, holdout: pd.DataFrame
+) -> tuple[dict[str, str], AtThreshold]:
     """The version's curves and confusion matrix; a version never changes, so they are drawn once."""
     from poise.registry.versions import LABEL, PROBA
     from poise.web import charts
