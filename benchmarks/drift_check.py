@@ -82,7 +82,7 @@ def main() -> None:
     categorical = [c for c in reference.columns if c.startswith("cat_")]
 
     start = time.perf_counter()
-    import evidently  # noqa: F401
+    import evidently
 
     from poise.monitors.drift import check_drift
     from poise.monitors.policy import assess

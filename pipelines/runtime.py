@@ -23,15 +23,23 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poise.errors import PoiseError
+
+if TYPE_CHECKING:  # Prefect's classes only name types here; importing Prefect costs start-up time
+    import logging
+    import subprocess
+
+    from prefect import Task
+    from prefect.client.schemas.objects import State, TaskRun
+    from prefect.logging.loggers import PrefectLogAdapter
 
 
 # ---------------------------------------------------------------------- the local Prefect server
 @dataclass
 class _LocalServer:
-    process: Any  # subprocess.Popen
+    process: subprocess.Popen
     url: str
     log: Path
 
@@ -122,7 +130,7 @@ def wait_for_prefect_server(timeout: float = 120.0) -> None:
     if _server is None:
         return
     if _server.process.poll() is None:  # while it starts: what Prefect loads on its first flow call (~5 s)
-        import prefect.flow_engine  # noqa: F401
+        import prefect.flow_engine
         import prefect.task_engine  # noqa: F401
     until = time.monotonic() + timeout
     while True:
@@ -158,7 +166,7 @@ def stop_prefect_server() -> None:
         for worker in (APILogWorker, EventsWorker):
             try:
                 worker.drain_all(timeout=2)
-            except Exception:  # noqa: BLE001 - what is left unsent is Prefect's log, not the user's model
+            except Exception:
                 pass
     processes.stop(server.process, grace=5)
     if os.environ.get("PREFECT_API_URL") == server.url:
@@ -187,10 +195,10 @@ def _serve_prefect(port: int, parent: int) -> None:
 
 
 # ---------------------------------------------------------------------- retries
-def _raised(state: Any) -> BaseException | None:
+def _raised(state: State) -> BaseException | None:
     try:
         state.result()
-    except BaseException as exc:  # noqa: BLE001 - we only classify it
+    except BaseException as exc:
         return exc
     return None
 
@@ -261,7 +269,7 @@ def _loaded_class(module: str, name: str) -> type | None:
     return found if isinstance(found, type) else None
 
 
-def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+def retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
     """A Prefect ``retry_condition_fn``: retry only what another try can fix."""
     return is_transient(_raised(state))
 
@@ -301,7 +309,7 @@ def trial_observer() -> Callable[[Any], None] | None:
     return _observer.get().on_trial
 
 
-def log() -> Any:
+def log() -> logging.Logger | PrefectLogAdapter:
     """The flow run's logger inside a flow (its lines reach the Prefect UI), else poise's own."""
     import logging
 

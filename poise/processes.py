@@ -34,7 +34,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def start(command: Sequence[str], *, log: Path | None = None, env: dict[str, str] | None = None,
-          cwd: Path | str | None = None, **popen: Any) -> subprocess.Popen:
+          cwd: Path | str | None = None, **popen: Any) -> subprocess.Popen:  # noqa: ANN401 - Popen's own options
     """Start ``command`` leading a process group of its own; stdout and stderr appended to ``log``
     (a file, never a pipe nobody reads: a full pipe stalls the child), or discarded."""
     if log is not None:

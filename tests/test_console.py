@@ -45,13 +45,13 @@ def hostile_table(tmp_path_factory) -> str:
     return str(path)
 
 
-def _alerts(tab) -> list[str]:  # noqa: ANN001
+def _alerts(tab) -> list[str]:
     seen: list[str] = []
     tab.on("dialog", lambda dialog: (seen.append(dialog.message), dialog.dismiss()))
     return seen
 
 
-def plan_in_browser(tab, live, text: str, table: str) -> str:  # noqa: ANN001
+def plan_in_browser(tab, live, text: str, table: str) -> str:
     """Describe a task and upload a table through the form; wait for the plan. Returns the run id."""
     from playwright.sync_api import expect
 
@@ -78,7 +78,7 @@ def test_every_page_renders_with_labelled_inputs_and_named_buttons(page, live): 
         assert unlabelled(page) == [], path
 
 
-def unlabelled(tab) -> list[str]:  # noqa: ANN001
+def unlabelled(tab) -> list[str]:
     """Inputs without a label, and buttons without a name, on the page."""
     return tab.evaluate("""() => [
         ...[...document.querySelectorAll('input:not([type=hidden]), textarea, select')]

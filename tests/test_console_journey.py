@@ -38,7 +38,7 @@ def console_process(tmp_path):
         stop(process, grace=30)
 
 
-def wait_for_status(tab, wanted: tuple[str, ...], timeout: float, seen: list | None = None) -> str:  # noqa: ANN001
+def wait_for_status(tab, wanted: tuple[str, ...], timeout: float, seen: list | None = None) -> str:
     """Poll the page's status element until it shows one of ``wanted``; note the progress seen on the way."""
     deadline = time.monotonic() + timeout
     status = tab.get_by_role("status", name="Status")
@@ -47,7 +47,7 @@ def wait_for_status(tab, wanted: tuple[str, ...], timeout: float, seen: list | N
             text = status.inner_text(timeout=5_000)
             if seen is not None and tab.locator('[data-field="trials"]').is_visible():
                 seen.append(tab.locator('[data-field="trials"]').inner_text(timeout=1_000))
-        except Exception:  # noqa: BLE001 - the page reloads itself when the run changes phase
+        except Exception:
             continue
         for want in wanted:
             if want in text:
@@ -58,7 +58,7 @@ def wait_for_status(tab, wanted: tuple[str, ...], timeout: float, seen: list | N
     raise AssertionError(f"status never reached {wanted}: {status.inner_text()}")
 
 
-def shot(tab, path: Path, full: bool = True) -> None:  # noqa: ANN001
+def shot(tab, path: Path, full: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(path), full_page=full)
 

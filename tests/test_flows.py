@@ -32,7 +32,7 @@ def trained():
     return [first, second]
 
 
-def _flow_run(flow_run_id: str):  # noqa: ANN202
+def _flow_run(flow_run_id: str):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -141,10 +141,10 @@ def test_only_what_another_try_can_fix_is_retried():
     assert not is_transient(RuntimeError("a bug")) and not is_transient(None)
 
 
-def _raised_by(action) -> BaseException:  # noqa: ANN001
+def _raised_by(action) -> BaseException:
     try:
         action()
-    except Exception as exc:  # noqa: BLE001 - the error itself is what is tested
+    except Exception as exc:
         return exc
     raise AssertionError("nothing was raised")
 

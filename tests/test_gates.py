@@ -19,7 +19,7 @@ def profile():
                               data_fingerprint="-")
 
 
-def task(**fields) -> TaskSpec:  # noqa: ANN003
+def task(**fields) -> TaskSpec:
     return TaskSpec(data="t.csv", target="target", **fields)
 
 
@@ -72,7 +72,7 @@ def test_a_holdout_with_too_few_positives_is_never_passed():
 
 
 # ---------------------------------------------------------------------- end to end, as a person runs it
-def _table(path, n: int, positives: int | float, shift: float, seed: int = 0):  # noqa: ANN001, ANN202
+def _table(path, n: int, positives: int | float, shift: float, seed: int = 0):
     rng = np.random.default_rng(seed)
     y = np.zeros(n, int)
     y[rng.choice(n, positives if isinstance(positives, int) else int(positives * n), replace=False)] = 1

@@ -23,7 +23,7 @@ def task(tmp_path_factory) -> TaskSpec:
     return TaskSpec(data=str(path), target="target", budget_seconds=8)
 
 
-def rows(part) -> set[tuple]:  # noqa: ANN001
+def rows(part) -> set[tuple]:
     return set(map(tuple, part.features.assign(y=part.y).to_numpy()))
 
 

@@ -46,7 +46,7 @@ def brain(server: ScriptedLLMServer) -> LLMBrain:
     return LLMBrain(LLMSettings(base_url=server.base_url, model="scripted-model", timeout_seconds=0.5, retries=0))
 
 
-def plan(server: ScriptedLLMServer, text: str, table) -> tuple[dict, list]:  # noqa: ANN001
+def plan(server: ScriptedLLMServer, text: str, table) -> tuple[dict, list]:
     result = plan_only(text, str(table), brain=brain(server))
     return result, Journal(get_settings().home / "runs.db").events(result["run_id"])
 

@@ -71,7 +71,7 @@ def test_a_confident_threshold_keeps_the_floor_of_the_deployed_model_more_often(
     confidence rarely does."""
     rng = np.random.default_rng(1)
 
-    def sample(n: int):  # noqa: ANN202
+    def sample(n: int):
         y = (rng.random(n) < 0.05).astype(int)
         return y, np.clip(0.2 * y + rng.beta(2, 6, size=n), 0, 1)
 

@@ -62,7 +62,7 @@ def lifecycle():
     lifecycle.close()
 
 
-def steps(lifecycle, run_id):  # noqa: ANN001, ANN201
+def steps(lifecycle, run_id):
     return [e.step for e in lifecycle.journal.events(run_id)]
 
 
@@ -124,7 +124,7 @@ def test_monitor_and_recoveries_on_the_command_line(champion, tables):
     assert missing.exit_code == 2 and "no such file" in missing.output
 
 
-def _report(**fields) -> DriftReport:  # noqa: ANN003
+def _report(**fields) -> DriftReport:
     base = {"reference_rows": 5000, "current_rows": 1000, "drifted_share": 0.0, "labelled_rows": 500,
             "severity": "act", "features": [FeatureDrift(column="x", method="K-S p_value", score=0.5,
                                                          threshold=0.05, drifted=False)]}

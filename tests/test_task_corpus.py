@@ -69,7 +69,7 @@ def _score(path: Path) -> tuple[float, int, list[str], Counter]:
 
 
 @pytest.mark.parametrize("path", CORPORA, ids=[p.name for p in CORPORA])
-def test_corpus_score(path: Path, record_testsuite_property) -> None:  # noqa: ANN001
+def test_corpus_score(path: Path, record_testsuite_property) -> None:
     share, n, misses, by_style = _score(path)
     record_testsuite_property(f"{path.stem}_share", round(share, 4))
     record_testsuite_property(f"{path.stem}_entries", n)
@@ -92,7 +92,7 @@ def test_the_development_corpus_is_found_and_covers_many_styles() -> None:
         assert styles[style] >= 5, f"style {style!r} has only {styles[style]} entries"
 
 
-def test_refusals_are_scored(tmp_path) -> None:  # noqa: ANN001
+def test_refusals_are_scored(tmp_path) -> None:
     """The refusal judge is not vacuous: a clear task passes through, out-of-range and unknown words are flagged."""
     clear = {"text": "predict target, 10 seconds", "columns": ["a", "target"]}
     assert _refused_or_flagged(clear)[0] is False

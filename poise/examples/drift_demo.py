@@ -37,7 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -53,6 +53,12 @@ from poise.examples.harness import (
     wait_for_version,
     write_feedback_csv,
 )
+
+if TYPE_CHECKING:
+    import httpx
+
+    from poise.agents.runner import Lifecycle, RunView
+    from poise.contracts import Candidate
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -81,7 +87,7 @@ def score(metric: str, y: list[int], proba: list[float], threshold: float) -> fl
     return float(metrics.metric_value(metric, np.asarray(y), np.asarray(proba), threshold, None))
 
 
-def show_recovery(view: Any) -> None:
+def show_recovery(view: RunView) -> None:
     """What one recovery check found, decided and (if it trained) how the challenger was judged."""
     values = view.values
     report = values.get("report") or {}
@@ -195,7 +201,7 @@ def run_demo(dataset: str, budget: float, home: Path, seed: int = 0) -> int:
     return 0
 
 
-def run_phase(number: int, phase: Phase, client: Any, server: ModelServer, lifecycle: Any, name: str,
+def run_phase(number: int, phase: Phase, client: httpx.Client, server: ModelServer, lifecycle: Lifecycle, name: str,
               features: list[str], budget: float, metric: str, home: Path) -> dict[str, Any]:
     import pandas as pd
 
@@ -254,7 +260,8 @@ def run_phase(number: int, phase: Phase, client: Any, server: ModelServer, lifec
     return outcome
 
 
-def summarise(name: str, metric: str, first: Any, champion_version: str, last: dict[str, Any], client: Any) -> None:
+def summarise(name: str, metric: str, first: Candidate, champion_version: str, last: dict[str, Any],
+              client: httpx.Client) -> None:
     view = last.get("view")
     values = view.values if view is not None else {}
     report, gate = values.get("report") or {}, values.get("gate")

@@ -19,9 +19,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poise import processes
+
+if TYPE_CHECKING:
+    import httpx
+    import pandas as pd
 
 BATCH_ROWS = 250
 
@@ -99,13 +103,13 @@ class Sent:
         return [int(v == 1) for batch in self.labels for v in batch]
 
 
-def model_info(client: Any) -> dict[str, Any]:
+def model_info(client: httpx.Client) -> dict[str, Any]:
     response = client.get("/model")
     response.raise_for_status()
     return response.json()
 
 
-def send_rows(client: Any, frame: Any, features: list[str], target: str = "target",
+def send_rows(client: httpx.Client, frame: pd.DataFrame, features: list[str], target: str = "target",
               batch_rows: int = BATCH_ROWS) -> Sent:
     """The feature columns of ``frame`` to /predict in batches; the ``target`` column is kept for /feedback."""
     sent = Sent()
@@ -125,7 +129,7 @@ def send_rows(client: Any, frame: Any, features: list[str], target: str = "targe
     return sent
 
 
-def send_labels(client: Any, sent: Sent) -> int:
+def send_labels(client: httpx.Client, sent: Sent) -> int:
     """Every batch's true labels to /feedback, by request id; returns the rows labelled."""
     labelled = 0
     for request_id, labels in zip(sent.request_ids, sent.labels, strict=True):
@@ -146,7 +150,7 @@ def write_feedback_csv(sent: Sent, path: Path) -> Path:
     return path
 
 
-def wait_for_version(client: Any, old: str, timeout: float = 30.0) -> tuple[str, float]:
+def wait_for_version(client: httpx.Client, old: str, timeout: float = 30.0) -> tuple[str, float]:
     """Poll GET /model until the served version is not ``old``; (version, seconds waited)."""
     started = time.monotonic()
     version = old
