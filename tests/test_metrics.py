@@ -142,3 +142,11 @@ def test_bootstrap_interval_surrounds_the_holdout_value_and_pairs_with_the_diffe
     assert paired == metrics.bootstrap_interval("f1", y, proba, 0.4, minus=(other, 0.4))
     assert paired[0] == pytest.approx(metrics.metric_value("f1", y, proba, 0.4)
                                       - metrics.metric_value("f1", y, other, 0.4))
+
+
+def test_every_metric_the_contracts_name_has_exactly_one_kind():
+    from poise.contracts import METRICS
+    from poise.tools.metrics import CONSTRAINED_METRICS, DECISION_METRICS, RANKING_METRICS
+
+    kinds = [*RANKING_METRICS, *DECISION_METRICS, *CONSTRAINED_METRICS]
+    assert sorted(kinds) == sorted(METRICS) and len(set(kinds)) == len(kinds)

@@ -28,6 +28,7 @@ from poise.contracts import METRICS
 RANKING_METRICS = ("average_precision", "roc_auc")
 DECISION_METRICS = ("mcc", "f1", "f_beta", "balanced_accuracy", "g_mean")
 CONSTRAINED_METRICS = ("recall_at_precision", "precision_at_recall")
+#: Together the three kinds are exactly ``poise.contracts.METRICS`` (tests/test_metrics.py checks it).
 #: The quantities a floor can be set on (``min_precision``, ``min_recall``), at a threshold.
 FLOORED = {"precision": "min_precision", "recall": "min_recall"}
 #: How sure a threshold chosen on out-of-fold rows must be that a floor holds: the one-sided
