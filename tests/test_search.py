@@ -57,12 +57,11 @@ def test_search_returns_a_bagged_sampler_free_winner(table):
 
 
 def test_the_final_model_is_the_winners_fold_models_averaged(table):
-    """No refit: the first pass's fold models, whose out-of-fold predictions set the threshold, are served
-    (a repeated split sharpens the score, its extra models are not kept)."""
+    """No refit: the models whose out-of-fold predictions set the threshold are the ones served."""
     result = search(table.features, table.y, task(), plan(["none"], ["logistic_regression"], max_trials=1,
                     cv_folds=3), COLUMNS)
     folds = result.pipeline.members
-    assert len(folds) == 3
+    assert len(folds) % 3 == 0 and len(folds) >= 3  # three folds, repeated when the minority is small
     expected = np.mean([fold.predict_proba(table.features)[:, 1] for fold in folds], axis=0)
     assert np.allclose(result.pipeline.predict_proba(table.features)[:, 1], expected)
     restored = pickle.loads(pickle.dumps(result.pipeline))
