@@ -166,7 +166,7 @@ def stop_prefect_server() -> None:
         for worker in (APILogWorker, EventsWorker):
             try:
                 worker.drain_all(timeout=2)
-            except Exception:
+            except Exception:  # what is left unsent is Prefect's log, not the user's model
                 pass
     processes.stop(server.process, grace=5)
     if os.environ.get("PREFECT_API_URL") == server.url:
@@ -198,7 +198,7 @@ def _serve_prefect(port: int, parent: int) -> None:
 def _raised(state: State) -> BaseException | None:
     try:
         state.result()
-    except BaseException as exc:
+    except BaseException as exc:  # only classified here, never swallowed: the caller re-raises
         return exc
     return None
 

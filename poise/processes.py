@@ -12,6 +12,7 @@ the grandchildren the child started too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -39,11 +40,9 @@ def start(command: Sequence[str], *, log: Path | None = None, env: dict[str, str
     (a file, never a pipe nobody reads: a full pipe stalls the child), or discarded."""
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as sink:
-            return subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                    env=env, cwd=cwd, start_new_session=True, **popen)
-    return subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True, **popen)
+    with log.open("ab") if log is not None else contextlib.nullcontext(subprocess.DEVNULL) as sink:
+        return subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                env=env, cwd=cwd, start_new_session=True, **popen)
 
 
 def stop(process: subprocess.Popen, grace: float = 10.0, group: bool | None = None) -> int | None:

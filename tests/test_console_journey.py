@@ -49,7 +49,7 @@ def wait_for_status(tab, wanted: tuple[str, ...], timeout: float, seen: list | N
             text = status.inner_text(timeout=5_000)
             if seen is not None and tab.locator('[data-field="trials"]').is_visible():
                 seen.append(tab.locator('[data-field="trials"]').inner_text(timeout=1_000))
-        except Exception:
+        except Exception:  # the page reloads itself when the run changes phase
             continue
         for want in wanted:
             if want in text:

@@ -144,7 +144,7 @@ def test_only_what_another_try_can_fix_is_retried():
 def _raised_by(action) -> BaseException:
     try:
         action()
-    except Exception as exc:
+    except Exception as exc:  # the error itself is what is tested
         return exc
     raise AssertionError("nothing was raised")
 

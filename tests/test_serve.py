@@ -411,7 +411,7 @@ def test_hot_swap_under_load_drops_no_request(client, on_v1):
         while not stop.is_set():
             try:
                 response = client.post("/predict", json={"record": row})
-            except Exception as exc:
+            except Exception as exc:  # any failure counts
                 failures.append(repr(exc))
                 continue
             if response.status_code != 200:
