@@ -123,7 +123,8 @@ def test_a_sampler_before_boosted_trees_still_gets_numbers(table):
 
 @pytest.mark.parametrize(("n_pos", "n_neg"), [(41, 159), (33, 127), (9, 40), (150, 200)])
 def test_the_lowest_ratio_the_search_may_ask_for_fits_every_training_fold(n_pos, n_neg):
-    """A sampler asked for a ratio below its fold's own fails; the search's bounds hold on every stratified fold."""
+    """A sampler asked for a ratio below its fold's own fails, and ADASYN one that adds fewer rows than the minority
+    has; the search's bounds hold on every stratified fold."""
     import math
 
     import optuna
@@ -135,8 +136,9 @@ def test_the_lowest_ratio_the_search_may_ask_for_fits_every_training_fold(n_pos,
     folds = 5
     ctx = StrategyContext(n_minority=n_pos - math.ceil(n_pos / folds), n_majority=n_neg - math.ceil(n_neg / folds),
                           columns=FeatureColumns(numeric=["x1", "x2"]))
-    for strategy, prefix in (("random_under", "rus"), ("random_over", "ros")):
-        low = STRATEGIES[strategy].space(optuna.trial.FixedTrial({f"{prefix}__ratio": 0.0}), ctx)[f"{prefix}__ratio"]
+    for strategy, prefix in (("random_under", "rus"), ("random_over", "ros"), ("adasyn", "adasyn")):
+        fixed = optuna.trial.FixedTrial({f"{prefix}__ratio": 0.0, f"{prefix}__k": 3})
+        low = STRATEGIES[strategy].space(fixed, ctx)[f"{prefix}__ratio"]
         for train, _ in StratifiedKFold(folds, shuffle=True, random_state=0).split(X, y):
             pipeline = build_pipeline(strategy, "logistic_regression", {f"{prefix}__ratio": low}, ctx)
             pipeline.fit(X.iloc[train], y[train])  # raises if the ratio is below the fold's own

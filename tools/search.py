@@ -499,7 +499,9 @@ class _Search:
     def explore(self) -> Exploration:
         import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # a candidate that fails is a trial record with its reason (shown by the progress display, logged to
+        # MLflow), not a traceback in the middle of the user's terminal
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(
             direction="maximize",

@@ -95,10 +95,18 @@ def class_weight(params: Params, ctx: StrategyContext) -> ClassWeight:
 
 
 # ---------------------------------------------------------------- shared search-space pieces
+def _least(ctx: StrategyContext, prefix: str) -> float:
+    """The lowest ratio the ``prefix`` sampler is asked for (at most 1.0, balanced)."""
+    if prefix == "adasyn":
+        # ADASYN shares its new rows among the minority rows by how hard each is to learn and rounds every
+        # share: with fewer new rows than minority rows all shares can round to none, and it refuses to run
+        return min(1.0, 2 * (ctx.n_minority + 1) / max(ctx.n_majority, 1))
+    return min(1.0, ctx.least_ratio)
+
+
 def _ratio(trial: BaseTrial, ctx: StrategyContext, prefix: str) -> float:
     """Minority/majority ratio after resampling, from a little above today's up to balanced."""
-    low = min(1.0, max(ctx.least_ratio, 0.1))
-    return trial.suggest_float(f"{prefix}__ratio", low, 1.0)
+    return trial.suggest_float(f"{prefix}__ratio", max(_least(ctx, prefix), 0.1), 1.0)
 
 
 def _k(trial: BaseTrial, ctx: StrategyContext, prefix: str, name: str = "k") -> int:
@@ -131,7 +139,7 @@ def _k_of(params: Params, ctx: StrategyContext, prefix: str) -> int:
 
 
 def _ratio_of(params: Params, ctx: StrategyContext, prefix: str) -> float:
-    return max(_get(params, prefix, "ratio", 1.0), min(1.0, ctx.least_ratio))
+    return max(_get(params, prefix, "ratio", 1.0), _least(ctx, prefix))
 
 
 # ---------------------------------------------------------------- samplers
