@@ -134,3 +134,31 @@ def test_same_seed_same_search(table):
     runs = [search(table.features, table.y, task(seed=3), space, COLUMNS) for _ in range(2)]
     assert [(r.strategy, r.estimator) for r in runs[0].trials] == [(r.strategy, r.estimator) for r in runs[1].trials]
     assert runs[0].cv_score == pytest.approx(runs[1].cv_score)
+
+
+class _Refuses:
+    """A model that cannot fit any data: what a candidate that fails looks like to the search."""
+
+    def get_params(self, deep=True):
+        return {}
+
+    def set_params(self, **params):
+        return self
+
+    def fit(self, X, y):
+        raise ValueError("this model cannot fit the data")
+
+
+def test_a_candidate_that_fails_is_a_trial_record_not_a_traceback(table, monkeypatch, capfd):
+    from poise.tools.models import MODELS, ModelSpec
+
+    monkeypatch.setitem(MODELS, "refuses", ModelSpec("refuses", "fails on every table",
+                                                     lambda params, weight, seed, categorical=(): _Refuses(),
+                                                     lambda trial: {}))
+    result = search(table.features, table.y, task(), plan(["none"], ["refuses", "logistic_regression"], max_trials=4),
+                    COLUMNS)
+    failed = [r for r in result.trials if r.state == "failed"]
+    assert failed and "this model cannot fit the data" in failed[0].note
+    assert result.estimator == "logistic_regression"
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "this model cannot fit" not in err

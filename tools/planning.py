@@ -40,7 +40,12 @@ def data_steps(profile: DataProfile) -> list[DataStep]:
 
 def cv_folds(profile: DataProfile) -> int:
     """Five folds for small tables, three from 5,000 rows (more trials in the budget); fewer
-    when the minority is small, since every fold needs minority rows to score."""
+    when the minority is small, since every fold needs minority rows to score.
+
+    Measured: up to five folds down to 3 positives per fold (fold models see more of the few
+    positives) was no better on 18 small development tables and 6 rare generated ones × 3 seeds:
+    +0.003 average precision on average, better on 7 tables and worse on 11, where two runs of the
+    unchanged search differ by as much; the extra fits leave fewer trials."""
     wanted = 5 if profile.n_rows < 5000 else 3
     return max(2, min(wanted, profile.n_minority // 10))
 
