@@ -162,3 +162,18 @@ def test_a_candidate_that_fails_is_a_trial_record_not_a_traceback(table, monkeyp
     assert result.estimator == "logistic_regression"
     err = capfd.readouterr().err
     assert "Traceback" not in err and "this model cannot fit" not in err
+
+
+def test_a_large_leader_ends_the_search_earlier_by_what_saving_it_takes(table, monkeypatch):
+    """A bag of forests is slow to save and register; the search keeps that time back from itself."""
+    from poise.tools import search as search_module
+
+    exploration = search_module.explore(table.features, table.y, task(),
+                                        plan(["class_weight"], ["extra_trees"], max_trials=1), COLUMNS)
+    explored = exploration._search
+    leader = explored.best[0]
+    assert leader.megabytes == pytest.approx(len(pickle.dumps(leader.fold_models, protocol=5)) / 1e6, rel=0.3)
+    free, before = search_module._FREE_MB, explored._selection_reserve()
+    monkeypatch.setattr(search_module, "_FREE_MB", 0.0)  # as if the caller's tail estimate covered no size at all
+    assert explored._selection_reserve() - before == pytest.approx(
+        search_module._SECONDS_PER_MB * min(leader.megabytes, free))

@@ -21,13 +21,15 @@ few dozen positives most differences are noise.
 The clock: Optuna only stops between trials, so the search also checks it between folds;
 a trial that would run past the deadline is pruned. The first trial always completes one
 pass over the folds (its repeats only while time allows), so there is always a candidate.
-Selection keeps a little time back and stops at the deadline. A stop request
-(``poise.stopping``) ends the search between folds.
+Selection keeps a little time back (more while the leader is a large model, slow to save and
+register) and stops at the deadline. A stop request (``poise.stopping``) ends the search
+between folds.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 import time
 import warnings
 from collections.abc import Callable
@@ -83,6 +85,10 @@ _LARGE_ROWS = 10_000  # from here the many-rounds configuration runs before the 
 _BAGGED = 5  # how many of the best candidates keep their fold models for the final model
 _SIMPLE = ("none", "weights")  # strategy kinds that leave the data as it is
 _NOISE = 2.0  # standard errors a sampler, a balanced ensemble or a blend must win by
+#: Saving, registering and scoring a final model take longer the larger it is: MLflow's log_model also loads
+#: it back to check its input example. Measured on one busy core: a 45 MB bag of extra-trees forests took
+#: 5.6 s more than a bag of boosted trees of under 1 MB. The caller's tail estimate covers the first _FREE_MB.
+_SECONDS_PER_MB, _FREE_MB = 0.125, 4.0
 
 
 def _size(params: dict[str, Any]) -> float:
@@ -136,6 +142,7 @@ class Member:
     oof: np.ndarray = field(repr=False)
     weight: float = 1.0
     fold_models: list[Pipeline] | None = field(default=None, repr=False)  # fitted, sampler-free, one per fold
+    megabytes: float = 0.0  # the fold models, pickled (measured when the member first leads the search)
 
     @property
     def label(self) -> str:
@@ -355,8 +362,10 @@ class _Search:
 
     # ------------------------------------------------------------------ the clock
     def _selection_reserve(self) -> float:
-        """Seconds kept back for choosing the final members: a few greedy rounds of scoring blends."""
-        return 0.2 + 4 * _BAGGED * self.metric_seconds
+        """Seconds kept back for choosing the final members (a few greedy rounds of scoring blends) and for
+        saving a leader too large for the caller's tail estimate."""
+        heavy = max(self.best[0].megabytes - _FREE_MB, 0.0) if self.best else 0.0
+        return 0.2 + 4 * _BAGGED * self.metric_seconds + _SECONDS_PER_MB * heavy
 
     def _search_deadline(self) -> float:
         return self.deadline - self._selection_reserve()
@@ -482,6 +491,9 @@ class _Search:
         """Remember the best candidates and their out-of-fold predictions; the fold models only of the
         few that can still become the final model (they can be large)."""
         self.best = sorted([*self.best, member], key=lambda m: (-m.score, m.trial))[:top]
+        if self.best[0] is member and member.fold_models:  # a new leader: what saving it will cost (one fold
+            # model pickled, a few ms even for a large forest)
+            member.megabytes = len(pickle.dumps(member.fold_models[0], protocol=5)) * len(member.fold_models) / 1e6
         simple = self._best_simple()
         for rank, kept in enumerate(self.best):
             if rank >= _BAGGED and kept is not simple:
