@@ -47,12 +47,11 @@ class StrategyContext:
         """Minority/majority rows in a training fold."""
         return self.n_minority / max(self.n_majority, 1)
 
-    @property
-    def least_ratio(self) -> float:
-        """The lowest ratio a sampler may be asked for on every training fold: a fold can hold one minority row
-        more than the fewest (stratified folds differ by one), and imbalanced-learn refuses a ratio that adds
-        or removes no row at all."""
-        return (self.n_minority + 2) / max(self.n_majority, 1)
+    def ratio_adding(self, rows: int) -> float:
+        """The lowest ratio that adds at least ``rows`` minority rows on every training fold (a fold can hold
+        one minority row more than the fewest: stratified folds differ by one). imbalanced-learn refuses a
+        ratio that adds or removes no row at all, so a sampler is never asked for less than ``rows=1``."""
+        return (self.n_minority + 1 + rows) / max(self.n_majority, 1)
 
     def neighbours(self, wanted: int) -> int:
         """k for a k-NN sampler: as wanted, but never more than the minority rows allow."""
@@ -97,11 +96,10 @@ def class_weight(params: Params, ctx: StrategyContext) -> ClassWeight:
 # ---------------------------------------------------------------- shared search-space pieces
 def _least(ctx: StrategyContext, prefix: str) -> float:
     """The lowest ratio the ``prefix`` sampler is asked for (at most 1.0, balanced)."""
-    if prefix == "adasyn":
-        # ADASYN shares its new rows among the minority rows by how hard each is to learn and rounds every
-        # share: with fewer new rows than minority rows all shares can round to none, and it refuses to run
-        return min(1.0, 2 * (ctx.n_minority + 1) / max(ctx.n_majority, 1))
-    return min(1.0, ctx.least_ratio)
+    # ADASYN shares its new rows among the minority rows by how hard each is to learn and rounds every share:
+    # with fewer new rows than minority rows all shares can round to none, and it refuses to run
+    rows = ctx.n_minority + 1 if prefix == "adasyn" else 1
+    return min(1.0, ctx.ratio_adding(rows))
 
 
 def _ratio(trial: BaseTrial, ctx: StrategyContext, prefix: str) -> float:
