@@ -1,8 +1,11 @@
-"""Training as a Prefect flow: load → profile → plan → search → refit → evaluate → register → compare.
+"""Training as a Prefect flow: load → profile → plan → search → refit → fit on every row → evaluate →
+register → compare.
 
 Contracts in, contracts out; the flow never asks the Brain anything. The holdout is split
-off first and scored once, by the final model; the champion (if any) is scored on the same
-holdout, so the gate compares like with like. Promotion is not part of training: it is the
+off first and scored once, by the search's fold models, which never saw it; the model registered
+is then the same recipe trained on every labelled row. The champion (if any) is scored on the same
+holdout, by its own out-of-sample scores where it trained on those rows, so the gate compares like
+with like. Promotion is not part of training: it is the
 deploy flow's job (``poise.pipelines.deploy``).
 
 On the embedded default Prefect runs the flow through a temporary local server under
@@ -33,6 +36,7 @@ from poise.settings import Settings, get_settings
 if TYPE_CHECKING:  # pandas, scikit-learn and MLflow load when a training runs, not with this module
     import pandas as pd
 
+    from poise.registry.model import Classifier
     from poise.registry.tracking import SearchRun
     from poise.tools.data import LabelledTable
     from poise.tools.preprocess import FeatureColumns
@@ -61,6 +65,10 @@ class Split:
     negative_label: Label
     train: LabelledTable
     holdout: LabelledTable
+
+    @property
+    def labelled_rows(self) -> int:
+        return len(self.train.y) + len(self.holdout.y)
 
 
 #: The holdout share before a plan exists (the Plan's own default).
@@ -259,7 +267,8 @@ def search_candidates(task_spec: TaskSpec, plan: Plan, split: Split, columns: Fe
     with _quiet_while_stopping("optuna"):
         return explore(split.train.features, split.train.y, task_spec, plan, columns,
                        storage=get_settings().optuna_storage, study_name=f"{task_spec.model_name}-{run.run_id}",
-                       on_trial=log_trial, deadline=deadline)
+                       on_trial=log_trial, deadline=deadline,
+                       final_rows=split.labelled_rows if fits_on_every_row(plan, split) else None)
 
 
 @contextmanager
@@ -289,6 +298,45 @@ def _quiet_while_stopping(library: str) -> Iterator[None]:
 def refit_winner(exploration: Exploration) -> SearchResult:
     runtime.stage("refitting the winner")
     return exploration.refit()
+
+
+def fits_on_every_row(plan: Plan, split: Split) -> bool:
+    """Whether the registered model is to be trained on every labelled row once the holdout has judged its
+    recipe: as the plan asks, and only while the version's reference can keep the out-of-sample score of
+    every holdout row (how a later candidate is compared with it fairly, ``versions.out_of_sample``)."""
+    return plan.final_fit_on_all_rows and len(split.holdout.y) <= REFERENCE_ROWS
+
+
+@task(name="train the chosen recipe on every labelled row", cache_policy=NO_CACHE)
+def fit_on_every_row(exploration: Exploration, result: SearchResult, split: Split, plan: Plan, deadline: float
+                     ) -> tuple[Classifier | None, str]:
+    """The chosen recipe trained on the training part and the holdout together, and what the registered model
+    learned from, in words. ``None`` (the search's fold models are registered) when the plan keeps the holdout
+    out or the budget has no time left for the fit. The holdout judges the recipe either way, scored by the
+    fold models, which never saw it."""
+    import numpy as np
+    import pandas as pd
+
+    searched = f"the {len(split.train.y)} training rows only (the search's fold models, averaged)"
+    if not fits_on_every_row(plan, split):
+        why = "as the plan asks" if not plan.final_fit_on_all_rows else \
+            f"its {len(split.holdout.y)} rows are more than a version keeps to compare with later candidates"
+        return None, f"{searched}; the holdout was kept out ({why})"
+    needed = exploration.fit_seconds(result.members, split.labelled_rows)
+    if time.monotonic() + needed > deadline:
+        return None, f"{searched}; the budget left no time to train on the holdout rows too (about {needed:.0f} s)"
+    runtime.stage("training the chosen recipe on every labelled row")
+    features = pd.concat([split.train.features, split.holdout.features], ignore_index=True)
+    labels = np.concatenate([split.train.y, split.holdout.y])
+    try:
+        model = exploration.fit_members(result.members, features, labels)
+    except Exception as exc:  # the recipe trained on every search fold; failing on these rows loses nothing kept
+        runtime.log().warning("training on every labelled row failed (%s: %s); the search's fold models are "
+                              "registered", type(exc).__name__, exc)
+        return None, f"{searched}; training on the holdout rows too failed ({type(exc).__name__}: {exc})"[:600]
+    return model, (f"all {len(labels)} labelled rows, the {len(split.holdout.y)} holdout rows too, once they had "
+                   "judged its recipe (the holdout figures are those of the search's fold models, which never "
+                   "saw them)")
 
 
 @task(name="evaluate on the holdout", cache_policy=NO_CACHE)
@@ -322,7 +370,9 @@ def evaluate_on_holdout(task_spec: TaskSpec, split: Split, result: SearchResult,
 @task(name="register the model version", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
       retry_condition_fn=runtime.retry_if_transient)
 def register_version(candidate: Candidate, split: Split, result: SearchResult, columns: FeatureColumns,
-                     profile: DataProfile, run: SearchRun) -> str:
+                     profile: DataProfile, run: SearchRun, deployed: Classifier | None = None) -> str:
+    """Register ``deployed`` (the recipe trained on every labelled row) or, without it, the search's fold models;
+    the reference keeps the out-of-sample scores either way."""
     from poise.registry import versions
     from poise.registry.model import ModelCard
 
@@ -333,10 +383,10 @@ def register_version(candidate: Candidate, split: Split, result: SearchResult, c
         datetime=columns.datetime,
         ignored=[c for c in split.frame.columns if c not in columns.all and c != split.target],
         strategy=result.strategy, estimator=result.estimator, metric=candidate.metric,
-        members=[m.label for m in result.members],
+        members=[m.label for m in result.members], trained_on_holdout=deployed is not None,
     )
     return versions.register_model(
-        run, candidate.model_name, result.pipeline, card, split.train.features,
+        run, candidate.model_name, result.pipeline if deployed is None else deployed, card, split.train.features,
         reference=reference_rows(split, result, card.features),
         tags={"metric": candidate.metric, "strategy": result.strategy, "estimator": result.estimator,
               "threshold": f"{result.threshold:.6f}", "fingerprint": profile.fingerprint,
@@ -344,14 +394,21 @@ def register_version(candidate: Candidate, split: Split, result: SearchResult, c
     )
 
 
-def reference_rows(split: Split, result: SearchResult, features: list[str], most: int = 50_000) -> pd.DataFrame:
-    """Training rows (scored out of fold) and holdout rows (scored by the final model), labelled.
+#: Rows of each part (training, holdout) a version keeps as its reference.
+REFERENCE_ROWS = 50_000
+
+
+def reference_rows(split: Split, result: SearchResult, features: list[str], most: int = REFERENCE_ROWS
+                   ) -> pd.DataFrame:
+    """Training rows (scored out of fold) and holdout rows (scored by the search's fold models, which never saw
+    them), labelled and keyed (``data.row_keys``).
 
     At most ``most`` rows of each part, sampled by row content like the holdout itself.
     """
     import pandas as pd
 
     from poise.registry import versions
+    from poise.tools import data
 
     parts = []
     for name, table, proba in (
@@ -359,7 +416,8 @@ def reference_rows(split: Split, result: SearchResult, features: list[str], most
         ("holdout", split.holdout, result.pipeline.predict_proba(split.holdout.features[features])[:, 1]),
     ):
         frame = table.features[features].reset_index(drop=True).assign(
-            **{versions.LABEL: table.y.astype(int), versions.PROBA: proba, versions.PART: name})
+            **{versions.LABEL: table.y.astype(int), versions.PROBA: proba, versions.PART: name,
+               versions.ROW: data.row_keys(table)})
         if len(frame) > most:
             frame = frame.loc[pd.util.hash_pandas_object(frame, index=False).sort_values().index[:most]]
         parts.append(frame)
@@ -384,7 +442,7 @@ def compare_with_champion(plan: Plan, task_spec: TaskSpec, candidate: Candidate,
     """The plan's gates and the task's floors, at the deployed threshold, with the champion scored on this
     same holdout; each floored quantity with its bootstrap interval (from ``result``, the refitted winner)."""
     from poise.registry import versions
-    from poise.tools import metrics, planning
+    from poise.tools import data, metrics, planning
 
     runtime.stage("checking the gates")
     params = task_spec.metric_params()
@@ -402,10 +460,15 @@ def compare_with_champion(plan: Plan, task_spec: TaskSpec, candidate: Candidate,
             return report.model_copy(update={"passed": False, "champion_version": champion_version, "reasons": [
                 *report.reasons, f"the champion v{champion_version} cannot score this holdout ({exc.problem}); "
                 "train under another --name, or promote this version by hand"]})
-        champion_metrics = metrics.all_metrics(split.holdout.y, scored["proba"].to_numpy(), champion.card.threshold,
-                                               params)
-    return planning.check_gates(plan.gates, task_spec.metric, candidate.holdout_metrics, champion_metrics,
-                                champion_version, **evidence)
+        # a champion that also trained on its holdout is scored there by its recipe's out-of-sample scores
+        proba, kept = versions.out_of_sample(champion, data.row_keys(split.holdout), scored["proba"].to_numpy())
+        champion_metrics = metrics.all_metrics(split.holdout.y, proba, champion.card.threshold, params)
+    report = planning.check_gates(plan.gates, task_spec.metric, candidate.holdout_metrics, champion_metrics,
+                                  champion_version, **evidence)
+    if champion_metrics is not None and kept:
+        report.reasons.append(f"the champion trained on {kept} of these holdout rows after they had judged it: "
+                              "it is scored there by its out-of-sample scores, as when it was judged")
+    return report
 
 
 # ---------------------------------------------------------------------- the flow
@@ -503,11 +566,15 @@ def _search_and_register(task_spec: TaskSpec, plan: Plan, split: Split, profile:
             result = refit_winner(exploration)
             timing.add("refit", result.refit_seconds)
             stopping.check()
+            with timing.part("refit"):
+                deployed, trained_on = fit_on_every_row(exploration, result, split, plan, deadline)
+            stopping.check()
             with timing.part("evaluation"):
                 candidate = evaluate_on_holdout(task_spec, split, result, columns, run)
+                candidate.trained_on = trained_on
             stopping.check()
             with timing.part("registration"):
-                candidate.version = register_version(candidate, split, result, columns, profile, run)
+                candidate.version = register_version(candidate, split, result, columns, profile, run, deployed)
             stopping.check()
             with timing.part("evaluation"):
                 gate = compare_with_champion(plan, task_spec, candidate, split, result)

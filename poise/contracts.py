@@ -317,6 +317,11 @@ class Plan(_Contract):
     search: SearchSpace
     cv_folds: int = Field(default=5, ge=2, le=10)
     holdout_fraction: float = Field(default=0.2, ge=0.05, le=0.5)
+    final_fit_on_all_rows: bool = Field(
+        default=True,
+        description="Once the holdout has judged the chosen recipe, train the deployed model on every labelled "
+                    "row, holdout included; its holdout scores stay those of the recipe trained without them.",
+    )
     budget_seconds: float = Field(default=DEFAULT_BUDGET_SECONDS, gt=0.0, le=MAX_BUDGET_SECONDS)
     max_trials: int | None = Field(default=None, ge=1, le=100_000)
     ensemble_size: int = Field(
@@ -364,6 +369,8 @@ class Candidate(_Contract):
     positive_label: Label
     negative_label: Label
     features: list[str] = Field(default_factory=list)
+    trained_on: str = Field(default="", description="Which rows the registered model learned from, in words: "
+                                                    "'the registered model learned from ...'.")
     trained_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

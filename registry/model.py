@@ -43,6 +43,9 @@ class ModelCard(BaseModel):
     estimator: str = ""
     members: list[str] = Field(default_factory=list, description="strategy/estimator of each blended member.")
     metric: str = ""
+    trained_on_holdout: bool = Field(
+        default=False, description="Also trained on its holdout rows, after they judged its recipe: it is scored "
+                                   "there by its recipe's out-of-sample scores, kept with its reference.")
     requirements: list[str] = Field(default_factory=list, description="Pinned packages it was trained with.")
 
     @property

@@ -24,6 +24,7 @@ from poise.registry.model import Classifier, ModelCard, PoiseModel, save_artifac
 from poise.registry.tracking import SearchRun
 
 if TYPE_CHECKING:  # MLflow loads when the registry is used, not with this module
+    import numpy as np
     from mlflow import MlflowClient
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
@@ -31,7 +32,8 @@ CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 #: The reference table stored with each version: its feature columns, then these.
 REFERENCE_FILE = "reference.parquet"
 LABEL, PROBA, PART = "__label__", "__proba__", "__part__"  # 0/1 label, score, "train" or "holdout"
-REFERENCE_COLUMNS = (LABEL, PROBA, PART)
+ROW = "__row__"  # the row's key (``poise.tools.data.row_keys``): how a version knows its holdout rows again
+REFERENCE_COLUMNS = (LABEL, PROBA, PART, ROW)
 _REF = re.compile(r"^(?P<name>[^@:]+?)(?:@(?P<alias>[\w-]+)|:(?P<version>\d+))?$")
 
 #: What a registered model needs to be loaded elsewhere (poise itself must be importable too).
@@ -317,6 +319,23 @@ def reference(model_name: str, version: str) -> pd.DataFrame:
             f"{model_name} v{version} has no reference data to compare live data with",
             "retrain it with this version of poise (each new version stores its reference)",
         ) from None
+
+
+def out_of_sample(loaded: LoadedModel, keys: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, int]:
+    """``proba``, ``loaded``'s scores of rows keyed ``keys`` (``poise.tools.data.row_keys``), with each row the
+    version trained on after its holdout judged it replaced by the score its recipe gave that row out of
+    sample; and how many were replaced. A version that never trained on its holdout keeps its scores."""
+    import numpy as np
+
+    if not loaded.card.trained_on_holdout:
+        return proba, 0
+    kept = reference(loaded.name, loaded.version)
+    kept = kept[kept[PART] == "holdout"]
+    honest = pd.Series(kept[PROBA].to_numpy(float), index=kept[ROW].to_numpy(np.uint64))
+    honest = honest[~honest.index.duplicated()]
+    found = pd.Series(np.asarray(keys, dtype=np.uint64)).map(honest).to_numpy(float)
+    known = ~np.isnan(found)
+    return np.where(known, found, proba), int(known.sum())
 
 
 def _iso_ms(stamp: int | None) -> str | None:

@@ -132,6 +132,38 @@ def test_promotion_tells_a_running_server_which_swaps_at_once(trained):
     assert servers.running(get_settings().home, NAME) == []
 
 
+@pytest.mark.slow
+def test_the_registered_model_learns_from_every_row_and_is_compared_later_by_its_out_of_sample_scores():
+    """After the holdout has judged the recipe, the registered model is trained on the holdout rows too; a later
+    candidate is compared with it there by the scores its fold models gave those rows, never by its own."""
+    import numpy as np
+
+    name = "flows-pima-every-row"
+    task = TaskSpec(data=str(PIMA), target="target", model_name=name, budget_seconds=20)
+    first = train_flow(task, TINY)
+    assert first.candidate.trained_on.startswith("all 768 labelled rows")
+    champion = versions.load(f"{name}:{first.candidate.version}")
+    assert champion.card.trained_on_holdout
+    reference = versions.reference(name, first.candidate.version)
+    holdout = reference[reference[versions.PART] == "holdout"]
+    own = champion.predict(holdout[champion.card.features])["proba"].to_numpy()
+    assert not np.allclose(own, holdout[versions.PROBA])  # it learned from these rows: its own scores differ
+
+    versions.promote(name, first.candidate.version)
+    second = train_flow(task, TINY)  # the same recipe on the same rows: the champion's honest score is the same
+    assert second.gate.champion_score == pytest.approx(first.candidate.holdout_metrics["average_precision"])
+    assert any(f"trained on {len(holdout)} of these holdout rows" in r for r in second.gate.reasons)
+
+
+@pytest.mark.slow
+def test_a_plan_may_keep_the_holdout_out_of_the_registered_model():
+    kept_out = TINY.model_copy(update={"final_fit_on_all_rows": False})
+    outcome = train_flow(TaskSpec(data=str(PIMA), target="target", model_name="flows-pima-kept-out",
+                                  budget_seconds=20), kept_out)
+    assert "the holdout was kept out (as the plan asks)" in outcome.candidate.trained_on
+    assert not versions.load(f"flows-pima-kept-out:{outcome.candidate.version}").card.trained_on_holdout
+
+
 def test_only_what_another_try_can_fix_is_retried():
     from poise.errors import DataError
 

@@ -177,3 +177,29 @@ def test_a_large_leader_ends_the_search_earlier_by_what_saving_it_takes(table, m
     monkeypatch.setattr(search_module, "_FREE_MB", 0.0)  # as if the caller's tail estimate covered no size at all
     assert explored._selection_reserve() - before == pytest.approx(
         search_module._SECONDS_PER_MB * min(leader.megabytes, free))
+
+
+def test_the_chosen_recipe_learns_again_from_more_rows_fold_by_fold_in_time_kept_back_for_it(table):
+    """With ``final_rows`` the search keeps back the time to train its choice on that many rows; the model
+    then trained is the same recipe on the same folding, one model per fold, each on more rows."""
+    from poise.tools import search as search_module
+
+    searched = np.arange(len(table.y)) % 5 != 0  # the search sees four rows in five; the final fit sees them all
+    X, y = table.features[searched].reset_index(drop=True), table.y[searched]
+    exploration = search_module.explore(X, y, task(), plan(["none"], ["logistic_regression"], max_trials=1),
+                                        COLUMNS, final_rows=len(table.y))
+    explored, result = exploration._search, exploration.refit()
+    needed = exploration.fit_seconds(result.members, len(table.y))
+    assert needed == pytest.approx(1.25 * explored.best[0].fit_seconds * len(explored.folds) * len(table.y) / len(y))
+    kept = explored._selection_reserve()
+    explored.final_rows = None
+    assert kept - explored._selection_reserve() == pytest.approx(needed)
+
+    def rows_seen(pipeline):
+        return pipeline.named_steps["prep"].named_transformers_["num"].named_steps["scale"].n_samples_seen_
+
+    model = exploration.fit_members(result.members, table.features, table.y)
+    assert len(model.members) == len(result.pipeline.members) == len(explored.folds)
+    k = explored.n_folds
+    assert {rows_seen(p) for p in result.pipeline.members} <= {len(y) * (k - 1) // k, -(-len(y) * (k - 1) // k)}
+    assert {rows_seen(p) for p in model.members} <= {len(table.y) * (k - 1) // k, -(-len(table.y) * (k - 1) // k)}

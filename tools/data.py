@@ -444,6 +444,12 @@ def _python(value: object) -> Label:
     return value.item() if isinstance(value, np.generic) else value  # type: ignore[return-value]
 
 
+def row_keys(table: LabelledTable) -> np.ndarray:
+    """Each row's key (unsigned 64-bit): a hash of its values and its label, the same in every run and in every
+    later version of the file. The holdout is drawn by it, and a version remembers its holdout rows by it."""
+    return pd.util.hash_pandas_object(table.features.assign(__label__=table.y), index=False).to_numpy()
+
+
 def split_holdout(table: LabelledTable, fraction: float) -> tuple[LabelledTable, LabelledTable]:
     """Stratified train/holdout split by row content, made before anything looks at the labels.
 
@@ -460,8 +466,7 @@ def split_holdout(table: LabelledTable, fraction: float) -> tuple[LabelledTable,
             "a holdout needs at least 2 of each",
             "add rows of the rare class",
         )
-    keyed = table.features.assign(__label__=table.y)
-    unit = pd.util.hash_pandas_object(keyed, index=False).to_numpy() / float(2**64)
+    unit = row_keys(table) / float(2**64)
     held = unit < fraction
     for cls in (0, 1):
         members = np.flatnonzero(table.y == cls)

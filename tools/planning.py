@@ -79,7 +79,11 @@ def default_plan(task: TaskSpec, profile: DataProfile) -> Plan:
         "oversampling helps only some models, and not monotonically",
         "strong, cheap configurations first (LightGBM and histogram boosting with a tuned threshold, a "
         "class-weighted logistic regression); a sampler, balanced ensemble or blend wins only by more than "
-        "twice the standard error of its fold-by-fold gain; the final model averages the winner's fold models",
+        "twice the standard error of its fold-by-fold gain; the winner's fold models, averaged, are what the "
+        "holdout judges",
+        "once judged, the winner's recipe is trained again, fold by fold, on every labelled row, holdout "
+        "included, and that model is registered: a rare class is too scarce to leave a fifth of it unused (the "
+        "holdout scores stay those of the fold models, which never saw it)",
     ]
     repeats = cv_repeats(profile.n_rows, profile.n_minority)
     if repeats > 1:

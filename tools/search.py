@@ -7,8 +7,10 @@ Honest by construction:
   minority is small, so one lucky split cannot pick the winner), with resampling inside the
   pipeline, so synthetic rows never reach a validation fold;
 * the decision threshold is tuned on out-of-fold probabilities;
-* the final model is the winner's fold models, bagged: the very models whose out-of-fold
-  predictions set the threshold, with no refit to wait for.
+* the model the holdout judges is the winner's fold models, bagged: the very models whose
+  out-of-fold predictions set the threshold. Asked for (``final_rows``), the search keeps back
+  the time to train the winner's recipe again, fold by fold, on more rows (``Exploration.fit_members``):
+  the caller's training part and holdout together, once the holdout has judged the recipe.
 
 Spending the budget: a small portfolio of configurations that are strong across imbalanced
 tables (boosted trees with native categories and a tuned threshold, a weighted linear
@@ -232,9 +234,14 @@ def explore(
     study_name: str | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
     deadline: float | None = None,
+    final_rows: int | None = None,
 ) -> Exploration:
-    """The search without its last step: the chosen members, ready for ``Exploration.refit()``."""
-    return _Search(X, y, task, plan, columns, storage, study_name, on_trial, deadline).explore()
+    """The search without its last step: the chosen members, ready for ``Exploration.refit()``.
+
+    ``final_rows``, when given, is how many rows the chosen recipe will be trained on afterwards
+    (``Exploration.fit_members``): the search keeps back the time that fit will take.
+    """
+    return _Search(X, y, task, plan, columns, storage, study_name, on_trial, deadline, final_rows).explore()
 
 
 @dataclass
@@ -251,17 +258,32 @@ class Exploration:
         """The final model: each member's fold models bagged (refit on all rows only where none were kept)."""
         return self._search.refit(self.members, self.search_seconds, self.notes)
 
+    def fit_seconds(self, members: list[Member], n_rows: int) -> float:
+        """About how long ``fit_members`` takes on ``n_rows`` rows, with a margin."""
+        return self._search.full_fit_seconds(members, n_rows)
+
+    def fit_members(self, members: list[Member], X: pd.DataFrame, y: np.ndarray) -> BlendClassifier:
+        """The chosen model again, trained on ``X``, ``y`` (more rows than the search could show it): each member's
+        recipe (strategy, model, hyperparameters) trained as the search trained it, on each fold of the same
+        folding of these rows, the fold models averaged, the members blended with their weights."""
+        from poise.tools.ensemble import BlendClassifier
+
+        fitted = [self._search.fit_bag(m, X[self._search.columns.all].reset_index(drop=True), np.asarray(y))
+                  for m in members]
+        return fitted[0] if len(fitted) == 1 else BlendClassifier(fitted, [m.weight for m in members])
+
 
 class _Search:
     def __init__(self, X: pd.DataFrame, y: np.ndarray, task: TaskSpec, plan: Plan, columns: FeatureColumns,
                  storage: str | None, study_name: str | None, on_trial: Callable[[TrialRecord], None] | None,
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, final_rows: int | None = None) -> None:
         from sklearn.model_selection import RepeatedStratifiedKFold
 
         self.start = time.monotonic()
         self.deadline = self.start + plan.budget_seconds if deadline is None else deadline
         self.X, self.y = X[columns.all].reset_index(drop=True), np.asarray(y).astype(int)
         self.task, self.plan, self.columns = task, plan, columns
+        self.final_rows = final_rows
         self.storage, self.study_name, self.on_trial = storage, study_name, on_trial
         self.params = task.metric_params()
         n_min = int(min(self.y.sum(), len(self.y) - self.y.sum()))
@@ -271,12 +293,7 @@ class _Search:
         self.repeats = cv_repeats(len(self.y), n_min)
         splitter = RepeatedStratifiedKFold(n_splits=self.n_folds, n_repeats=self.repeats, random_state=task.seed)
         self.folds = list(splitter.split(self.X, self.y))
-        self.ctx = StrategyContext(
-            n_minority=n_min - math.ceil(n_min / self.n_folds),
-            n_majority=int(len(self.y) - n_min) - math.ceil((len(self.y) - n_min) / self.n_folds),
-            columns=columns,
-            seed=task.seed,
-        )
+        self.ctx = self._fold_context(self.y)
         self.strategies, self.models, self.skipped = self._allowed()
         self.records: list[TrialRecord] = []
         self.best: list[Member] = []  # the top candidates so far, best first
@@ -284,6 +301,16 @@ class _Search:
         self.seconds_per_cost = 0.0  # the slowest fold seen, per unit of the registries' relative cost
         self.quickest_fold = math.inf
         self.metric_seconds = 0.0  # one score of the whole out-of-fold vector
+
+    def _fold_context(self, y: np.ndarray) -> StrategyContext:
+        """What a strategy needs to know of a training fold of rows labelled ``y``: its class counts."""
+        n_min = int(min(y.sum(), len(y) - y.sum()))
+        return StrategyContext(
+            n_minority=n_min - math.ceil(n_min / self.n_folds),
+            n_majority=int(len(y) - n_min) - math.ceil((len(y) - n_min) / self.n_folds),
+            columns=self.columns,
+            seed=self.task.seed,
+        )
 
     @property
     def best_value(self) -> float:
@@ -362,10 +389,31 @@ class _Search:
 
     # ------------------------------------------------------------------ the clock
     def _selection_reserve(self) -> float:
-        """Seconds kept back for choosing the final members (a few greedy rounds of scoring blends) and for
-        saving a leader too large for the caller's tail estimate."""
-        heavy = max(self.best[0].megabytes - _FREE_MB, 0.0) if self.best else 0.0
-        return 0.2 + 4 * _BAGGED * self.metric_seconds + _SECONDS_PER_MB * heavy
+        """Seconds kept back for choosing the final members (a few greedy rounds of scoring blends), for
+        training the leader's recipe on ``final_rows`` rows when asked, and for saving a leader too large
+        for the caller's tail estimate."""
+        if not self.best:
+            return 0.2
+        heavy = max(self.best[0].megabytes - _FREE_MB, 0.0)
+        final_fit = self.full_fit_seconds(self.best[:1], self.final_rows) if self.final_rows else 0.0
+        return 0.2 + 4 * _BAGGED * self.metric_seconds + final_fit + _SECONDS_PER_MB * heavy
+
+    def full_fit_seconds(self, members: list[Member], n_rows: int) -> float:
+        """Each member's recipe trained on every fold of ``n_rows`` rows (``fit_bag``): its folds' mean fit time,
+        scaled by rows (a fit grows at least linearly with them), with the same margin as a fold's estimate."""
+        return sum(1.25 * m.fit_seconds * len(self.folds) * n_rows / len(self.y) for m in members)
+
+    def fit_bag(self, member: Member, X: pd.DataFrame, y: np.ndarray) -> BlendClassifier:
+        """The member's recipe trained on each training fold of ``X``, ``y``, folded as the search folded its own
+        rows (the same folds and repeats), and averaged: the member's fold models again, each on more rows."""
+        from sklearn.model_selection import RepeatedStratifiedKFold
+
+        from poise.tools.ensemble import BlendClassifier
+
+        splitter = RepeatedStratifiedKFold(n_splits=self.n_folds, n_repeats=self.repeats, random_state=self.task.seed)
+        ctx = self._fold_context(y)  # a sampler's ratios fit these folds' class counts
+        models = [self.fit_recipe(member, X.iloc[train], y[train], ctx) for train, _ in splitter.split(X, y)]
+        return BlendClassifier(models, [1.0] * len(models))
 
     def _search_deadline(self) -> float:
         return self.deadline - self._selection_reserve()
@@ -601,9 +649,17 @@ class _Search:
 
         if member.fold_models:
             return BlendClassifier(member.fold_models, [1.0] * len(member.fold_models))
-        stopping.check()  # a refit is long: a stop request ends it before it starts
-        pipeline = build_pipeline(member.strategy, member.model, member.params, self.ctx)
+        return self.fit_recipe(member, self.X, self.y)
+
+    def fit_recipe(self, member: Member, X: pd.DataFrame, y: np.ndarray, ctx: StrategyContext | None = None
+                   ) -> Pipeline:
+        """The member's recipe trained once on ``X``, ``y``, sampler-free for prediction."""
+        stopping.check()  # a fit is long: a stop request ends it before it starts
+        pipeline = build_pipeline(member.strategy, member.model, member.params, ctx or self.ctx)
+        if member.estimator == "mlp":  # trains until it stops improving: no longer than a search fold took, by rows
+            fold_rows = len(self.y) * (self.n_folds - 1) / self.n_folds
+            pipeline.set_params(model__max_time=max(1.25 * member.fit_seconds * len(X) / fold_rows, 1.0))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pipeline.fit(self.X, self.y)
+            pipeline.fit(X.reset_index(drop=True), np.asarray(y).astype(int))
         return inference_pipeline(pipeline)

@@ -281,6 +281,9 @@ def _print_plan(task: TaskSpec, plan: Plan) -> None:
     gates = ", ".join(f"{k} ≥ {v}" for k, v in plan.gates.min_holdout.items())
     stdout.print(f"[bold]gates[/]: {gates}" + ("; must match or beat @champion" if plan.gates.must_beat_champion
                                                else ""))
+    stdout.print("[bold]final model[/]: " + (
+        f"trained on every labelled row once the {plan.holdout_fraction:.0%} holdout has judged the recipe"
+        if plan.final_fit_on_all_rows else f"trained without the {plan.holdout_fraction:.0%} holdout"))
     if plan.rationale:
         stdout.print("[bold]why[/]:")
         for line in plan.rationale:

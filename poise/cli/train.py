@@ -105,6 +105,7 @@ def _summary(outcome: TrainingOutcome) -> dict[str, Any]:
         "cv_score": c.cv_score,
         "holdout": c.holdout_metrics,
         "cv": c.cv_metrics,
+        "trained_on": c.trained_on,
         "positive_label": c.positive_label,
         "n_trials": c.n_trials,
         "gate": outcome.gate.model_dump(mode="json"),
@@ -137,6 +138,8 @@ def _print_summary(outcome: TrainingOutcome) -> None:
         style = "bold" if key == c.metric else None
         table.add_row(key, f"{value:.4f}", f"{c.cv_metrics.get(key, float('nan')):.4f}", style=style)
     out.print(table)
+    if c.trained_on:
+        out.print(f"the registered model learned from {c.trained_on}", highlight=False)
     gate = outcome.gate
     for warning in gate.warnings:
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)

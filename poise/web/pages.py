@@ -280,6 +280,7 @@ def _edited_plan(console: Console, view: RunView, form: FormData) -> Plan | None
             "cv_folds": int(_number(form.get("cv_folds", ""), "the number of CV folds")),
             "search": {"strategies": form.getlist("strategy"), "models": form.getlist("model")},
             "gates": {"min_holdout": floors, "must_beat_champion": form.get("must_beat_champion") == "on"},
+            "final_fit_on_all_rows": form.get("final_fit_on_all_rows") == "on",
             "unattended_recoveries": form.getlist("unattended"),
         })
     except ValidationError as exc:
