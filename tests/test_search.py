@@ -130,7 +130,8 @@ def test_a_plan_with_nothing_runnable_is_an_error(table):
 
 
 def test_same_seed_same_search(table):
-    space = plan(["none", "class_weight"], ["logistic_regression", "hist_gradient_boosting"], budget=300, max_trials=3)
+    space = plan(["none", "class_weight"], ["logistic_regression", "hist_gradient_boosting"], budget=300, max_trials=3,
+                 cv_folds=3)
     runs = [search(table.features, table.y, task(seed=3), space, COLUMNS) for _ in range(2)]
     assert [(r.strategy, r.estimator) for r in runs[0].trials] == [(r.strategy, r.estimator) for r in runs[1].trials]
     assert runs[0].cv_score == pytest.approx(runs[1].cv_score)
