@@ -450,7 +450,7 @@ def compare_with_champion(plan: Plan, task_spec: TaskSpec, candidate: Candidate,
     evidence = {"params": params, "intervals": intervals, "out_of_fold": candidate.cv_metrics,
                 "holdout_positives": int(split.holdout.y.sum())}
     champion_version = versions.alias_version(candidate.model_name, versions.CHAMPION)
-    champion_metrics = None
+    champion_metrics, kept = None, 0  # kept: holdout rows the champion is scored on by its stored scores
     if champion_version is not None and plan.gates.must_beat_champion:
         champion = versions.load(f"{candidate.model_name}:{champion_version}")
         try:
@@ -465,7 +465,7 @@ def compare_with_champion(plan: Plan, task_spec: TaskSpec, candidate: Candidate,
         champion_metrics = metrics.all_metrics(split.holdout.y, proba, champion.card.threshold, params)
     report = planning.check_gates(plan.gates, task_spec.metric, candidate.holdout_metrics, champion_metrics,
                                   champion_version, **evidence)
-    if champion_metrics is not None and kept:
+    if kept:
         report.reasons.append(f"the champion trained on {kept} of these holdout rows after they had judged it: "
                               "it is scored there by its out-of-sample scores, as when it was judged")
     return report
