@@ -219,6 +219,7 @@ class Steps:
     env: dict[str, str]
     version: Callable[[], str]
     inner_seconds: Callable[[], float]
+    chose: Callable[[], str] = lambda: ""  # what the system chose, in a few words (the note of a run that finished)
 
 
 def poise_steps(split: Split, work: Path, budget: float, threads: int, prefect_home: Path) -> Steps:
@@ -234,7 +235,15 @@ def poise_steps(split: Split, work: Path, budget: float, threads: int, prefect_h
              "--seed", str(split.seed), "--name", name, "--json"],
         predict=lambda: [exe, "predict", str(split.folder / "test.csv"), "--model",
                          f"{name}:{trained()['version']}", "--out", str(work / "predictions.csv")],
-        env=env, version=lambda: metadata.version("poise"), inner_seconds=lambda: float(trained()["seconds"]))
+        env=env, version=lambda: metadata.version("poise"), inner_seconds=lambda: float(trained()["seconds"]),
+        chose=lambda: poise_choice(trained()))
+
+
+def poise_choice(summary: dict) -> str:
+    """What ``poise train --json`` chose and what its registered model learned from, in a few words."""
+    learned = "every labelled row" if str(summary.get("trained_on", "")).startswith("all ") else "the search's folds"
+    return (f"{summary['strategy']} + {summary['estimator']} after {summary['n_trials']} trials; "
+            f"learned from {learned}")
 
 
 def peer_steps(system: str, split: Split, work: Path, budget: float, threads: int, preset: str) -> Steps:
@@ -289,7 +298,7 @@ def run_system(system: str, split: Split, budget: float, cores: list[int], side_
         row.status, row.note = "not set up", "run benchmarks/setup_autogluon.sh"
     elif step("fit", steps.fit):
         try:
-            row.version, row.fit_inner_seconds = steps.version(), steps.inner_seconds()
+            row.version, row.fit_inner_seconds, row.note = steps.version(), steps.inner_seconds(), steps.chose()
             predict = steps.predict()
         except (OSError, KeyError, ValueError, TypeError) as error:
             row.status, row.note = "bad fit output", str(error)[:200]
@@ -440,6 +449,12 @@ def poise_against_peers(df: pd.DataFrame, systems: list[str]) -> list[str]:
             cells.append(f"{int(below.sum())} of {len(both)}" + (f" ({', '.join(both.index[below])})"
                                                                  if below.any() else ""))
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    mine = df[(df.system == "poise") & (df.status == "ok")]
+    if not mine.empty:
+        every = mine.note.astype(str).str.endswith("learned from every labelled row")
+        lines += ["", f"poise's registered model learned from every labelled row (the holdout too, once it had "
+                      f"judged the recipe) in {int(every.sum())} of {len(mine)} fits; in the others, from its "
+                      "search's folds. What each fit chose is in the `note` column of the .csv."]
     return lines + [""]
 
 

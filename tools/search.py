@@ -24,7 +24,8 @@ The clock: Optuna only stops between trials, so the search also checks it betwee
 a trial that would run past the deadline is pruned. The first trial always completes one
 pass over the folds (its repeats only while time allows), so there is always a candidate.
 Selection keeps a little time back (more while the leader is a large model, slow to save and
-register) and stops at the deadline. A stop request (``poise.stopping``) ends the search
+register, and, when ``final_rows`` is asked for, the leader's final fit plus a margin for the steps
+before it) and stops at the deadline. A stop request (``poise.stopping``) ends the search
 between folds.
 """
 
@@ -91,6 +92,11 @@ _NOISE = 2.0  # standard errors a sampler, a balanced ensemble or a blend must w
 #: it back to check its input example. Measured on one busy core: a 45 MB bag of extra-trees forests took
 #: 5.6 s more than a bag of boosted trees of under 1 MB. The caller's tail estimate covers the first _FREE_MB.
 _SECONDS_PER_MB, _FREE_MB = 0.125, 4.0
+#: From the search's end to the start of the final fit on ``final_rows`` rows: the threshold and metrics of the
+#: chosen model, and the caller's steps in between (two workflow task calls). Measured 0.06-0.2 s on one busy
+#: core; without this margin the fit's own estimate was all that was kept, and a fit that needed 3.78 s found
+#: 3.67 s left and was skipped.
+_HANDOFF_SECONDS = 1.0
 
 
 def _size(params: dict[str, Any]) -> float:
@@ -389,14 +395,21 @@ class _Search:
 
     # ------------------------------------------------------------------ the clock
     def _selection_reserve(self) -> float:
-        """Seconds kept back for choosing the final members (a few greedy rounds of scoring blends), for
-        training the leader's recipe on ``final_rows`` rows when asked, and for saving a leader too large
-        for the caller's tail estimate."""
+        """Seconds kept back for choosing the final members (a few greedy rounds of scoring blends) and for what
+        follows it within the deadline (``_after_selection``)."""
         if not self.best:
             return 0.2
-        heavy = max(self.best[0].megabytes - _FREE_MB, 0.0)
-        final_fit = self.full_fit_seconds(self.best[:1], self.final_rows) if self.final_rows else 0.0
-        return 0.2 + 4 * _BAGGED * self.metric_seconds + final_fit + _SECONDS_PER_MB * heavy
+        return 0.2 + 4 * _BAGGED * self.metric_seconds + self._after_selection()
+
+    def _after_selection(self) -> float:
+        """Seconds kept back for training the leader's recipe on ``final_rows`` rows when asked (and for getting
+        there), and for saving a leader too large for the caller's tail estimate."""
+        if not self.best:
+            return 0.0
+        heavy = _SECONDS_PER_MB * max(self.best[0].megabytes - _FREE_MB, 0.0)
+        if not self.final_rows:
+            return heavy
+        return heavy + _HANDOFF_SECONDS + self.full_fit_seconds(self.best[:1], self.final_rows)
 
     def full_fit_seconds(self, members: list[Member], n_rows: int) -> float:
         """Each member's recipe trained on every fold of ``n_rows`` rows (``fit_bag``): its folds' mean fit time,
@@ -609,7 +622,8 @@ class _Search:
         if self.plan.ensemble_size < 2 or len(pool) < 2:
             return single, notes
         weights, _ = ensemble.select({i: m.oof for i, m in enumerate(pool)}, self.y, self.task.metric,
-                                     self.params, max_members=self.plan.ensemble_size, deadline=self.deadline)
+                                     self.params, max_members=self.plan.ensemble_size,
+                                     deadline=self.deadline - self._after_selection())
         if len(weights) < 2:
             return single, notes
         blend = sum(w * pool[i].oof for i, w in weights.items())
