@@ -239,11 +239,14 @@ def poise_steps(split: Split, work: Path, budget: float, threads: int, prefect_h
         chose=lambda: poise_choice(trained()))
 
 
+#: How a poise row's note ends when its registered model learned from every labelled row (counted in the report).
+EVERY_ROW = "learned from every labelled row"
+
+
 def poise_choice(summary: dict) -> str:
     """What ``poise train --json`` chose and what its registered model learned from, in a few words."""
-    learned = "every labelled row" if str(summary.get("trained_on", "")).startswith("all ") else "the search's folds"
-    return (f"{summary['strategy']} + {summary['estimator']} after {summary['n_trials']} trials; "
-            f"learned from {learned}")
+    learned = EVERY_ROW if str(summary.get("trained_on", "")).startswith("all ") else "learned from the search's folds"
+    return f"{summary['strategy']} + {summary['estimator']} after {summary['n_trials']} trials; {learned}"
 
 
 def peer_steps(system: str, split: Split, work: Path, budget: float, threads: int, preset: str) -> Steps:
@@ -451,7 +454,7 @@ def poise_against_peers(df: pd.DataFrame, systems: list[str]) -> list[str]:
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     mine = df[(df.system == "poise") & (df.status == "ok")]
     if not mine.empty:
-        every = mine.note.astype(str).str.endswith("learned from every labelled row")
+        every = mine.note.astype(str).str.endswith(EVERY_ROW)
         lines += ["", f"poise's registered model learned from every labelled row (the holdout too, once it had "
                       f"judged the recipe) in {int(every.sum())} of {len(mine)} fits; in the others, from its "
                       "search's folds. What each fit chose is in the `note` column of the .csv."]

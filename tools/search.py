@@ -403,9 +403,7 @@ class _Search:
 
     def _after_selection(self) -> float:
         """Seconds kept back for training the leader's recipe on ``final_rows`` rows when asked (and for getting
-        there), and for saving a leader too large for the caller's tail estimate."""
-        if not self.best:
-            return 0.0
+        there), and for saving a leader too large for the caller's tail estimate. Needs a candidate."""
         heavy = _SECONDS_PER_MB * max(self.best[0].megabytes - _FREE_MB, 0.0)
         if not self.final_rows:
             return heavy
