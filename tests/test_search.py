@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -205,3 +206,25 @@ def test_the_chosen_recipe_learns_again_from_more_rows_fold_by_fold_in_time_kept
     k = explored.n_folds
     assert {rows_seen(p) for p in result.pipeline.members} <= {len(y) * (k - 1) // k, -(-len(y) * (k - 1) // k)}
     assert {rows_seen(p) for p in model.members} <= {len(table.y) * (k - 1) // k, -(-len(table.y) * (k - 1) // k)}
+
+
+def test_the_time_kept_back_covers_the_plain_candidate_chosen_over_a_slower_or_quicker_resampling_leader(table):
+    """A resampling leader that does not win by more than noise gives way to the best plain candidate
+    (``_single``), so the time kept back for the final fit is that of the slower of the two."""
+    from poise.tools import search as search_module
+
+    exploration = search_module.explore(table.features, table.y, task(),
+                                        plan(["none", "random_over"], ["logistic_regression"], max_trials=2),
+                                        COLUMNS, final_rows=len(table.y))
+    explored = exploration._search
+    base = explored.best[0]
+    leader = replace(base, strategy="random_over", fit_seconds=0.01)
+    plain = replace(base, strategy="none", fit_seconds=2.0)
+    assert not leader.simple and plain.simple
+    explored.best = [leader, plain]
+    slower = explored.full_fit_seconds([plain], len(table.y))
+    assert explored._after_selection() == pytest.approx(search_module._HANDOFF_SECONDS + slower)
+    explored.best = [replace(leader, fit_seconds=4.0), plain]
+    assert explored._after_selection() == pytest.approx(
+        search_module._HANDOFF_SECONDS + explored.full_fit_seconds([explored.best[0]], len(table.y)))
+

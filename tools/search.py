@@ -402,12 +402,15 @@ class _Search:
         return 0.2 + 4 * _BAGGED * self.metric_seconds + self._after_selection()
 
     def _after_selection(self) -> float:
-        """Seconds kept back for training the leader's recipe on ``final_rows`` rows when asked (and for getting
-        there), and for saving a leader too large for the caller's tail estimate. Needs a candidate."""
+        """Seconds kept back for training the chosen recipe on ``final_rows`` rows when asked (and for getting
+        there), and for saving a leader too large for the caller's tail estimate. Needs a candidate. The choice
+        is the leader or, when the leader resamples and does not win by more than noise, the best plain
+        candidate (``_single``): the slower of the two fits is kept back."""
         heavy = _SECONDS_PER_MB * max(self.best[0].megabytes - _FREE_MB, 0.0)
         if not self.final_rows:
             return heavy
-        return heavy + _HANDOFF_SECONDS + self.full_fit_seconds(self.best[:1], self.final_rows)
+        choosable = [m for m in (self.best[0], self._best_simple()) if m is not None]
+        return heavy + _HANDOFF_SECONDS + max(self.full_fit_seconds([m], self.final_rows) for m in choosable)
 
     def full_fit_seconds(self, members: list[Member], n_rows: int) -> float:
         """Each member's recipe trained on every fold of ``n_rows`` rows (``fit_bag``): its folds' mean fit time,
