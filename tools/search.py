@@ -27,8 +27,8 @@ a trial that would run past the deadline is pruned. The first trial always compl
 pass over the folds (its repeats only while time allows), so there is always a candidate.
 Selection keeps a little time back (for the leaders' last pass; more while the leader is a large
 model, slow to save and register, and, when ``final_rows`` is asked for, the leader's final fit
-plus a margin for the steps before it) and stops at the deadline. A stop request (``poise.stopping``) ends the search
-between folds.
+plus a margin for the steps before it) and stops at the deadline. A stop request
+(``poise.stopping``) ends the search between folds.
 """
 
 from __future__ import annotations
@@ -406,8 +406,12 @@ class _Search:
         few greedy rounds of scoring blends) and what follows it within the deadline (``_after_selection``)."""
         if not self.best:
             return 0.2
-        return 0.2 + sum(self._pass_seconds(m) for m in self._leaders()) + 4 * _BAGGED * self.metric_seconds \
+        return 0.2 + sum(self._pass_seconds(m) for m in self._leaders()) + self._blend_seconds() \
             + self._after_selection()
+
+    def _blend_seconds(self) -> float:
+        """Choosing a blend: a few greedy rounds, each scoring every kept candidate's mix."""
+        return 4 * _BAGGED * self.metric_seconds
 
     def _leaders(self) -> list[Member]:
         return [m for m in self.best if m.fold_models is not None][:_REVALIDATED]
@@ -642,7 +646,7 @@ class _Search:
         from sklearn.model_selection import StratifiedKFold
 
         folds = list(StratifiedKFold(self.n_folds, shuffle=True, random_state=self.task.seed + 1).split(self.X, self.y))
-        until = self.deadline - 4 * _BAGGED * self.metric_seconds - self._after_selection()
+        until = self.deadline - self._blend_seconds() - self._after_selection()
         checked: list[Member] = []
         lines = []
         for member in self._leaders():
