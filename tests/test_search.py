@@ -202,8 +202,7 @@ def test_the_chosen_recipe_learns_again_from_more_rows_fold_by_fold_in_time_kept
         return pipeline.named_steps["prep"].named_transformers_["num"].named_steps["scale"].n_samples_seen_
 
     model = exploration.fit_members(result.members, table.features, table.y)
-    assert len(model.members) == len(explored.folds)  # the search's folding; the fold models add the fresh pass
-    assert len(result.pipeline.members) == len(explored.folds) + explored.n_folds
+    assert len(model.members) == len(result.pipeline.members) == len(explored.folds)
     k = explored.n_folds
     assert {rows_seen(p) for p in result.pipeline.members} <= {len(y) * (k - 1) // k, -(-len(y) * (k - 1) // k)}
     assert {rows_seen(p) for p in model.members} <= {len(table.y) * (k - 1) // k, -(-len(table.y) * (k - 1) // k)}
@@ -229,29 +228,3 @@ def test_the_time_kept_back_covers_the_plain_candidate_chosen_over_a_slower_or_q
     assert explored._after_selection() == pytest.approx(
         search_module._HANDOFF_SECONDS + explored.full_fit_seconds([explored.best[0]], len(table.y)))
 
-
-def test_the_leading_candidates_are_cross_validated_again_on_a_fresh_folding_and_ranked_on_every_pass(table):
-    """The leader of many noisy trials is partly the luckiest draw of one folding: the top candidates get one
-    more pass on a fresh folding, are ranked on their passes together, and bag the new fold models too."""
-    from poise.tools import search as search_module
-
-    exploration = search_module.explore(table.features, table.y, task(),
-                                        plan(["none", "class_weight"], ["logistic_regression", "lightgbm"],
-                                             max_trials=4, ensemble_size=1), COLUMNS)
-    explored = exploration._search
-    leaders = explored._leaders()
-    assert len(leaders) == search_module._REVALIDATED
-    for member in leaders:
-        assert len(member.fold_models) == len(explored.folds) + explored.n_folds
-        assert member.score == pytest.approx(explored._value(explored.y, member.oof))
-    assert [m.score for m in leaders] == sorted((m.score for m in leaders), reverse=True)
-    assert any("cross-validated once more on a fresh folding" in note for note in exploration.notes)
-    chosen = exploration.refit()
-    assert len(chosen.members) == 1  # the plan blends nothing: the final model is one candidate's bag
-    assert len(chosen.pipeline.members) == len(chosen.members[0].fold_models)
-
-    # with no time left for it, nothing is validated again and nothing changes
-    before = [(m.trial, m.score, len(m.fold_models)) for m in leaders]
-    explored.deadline = time.monotonic()
-    assert explored._revalidate() == []
-    assert [(m.trial, m.score, len(m.fold_models)) for m in explored._leaders()] == before

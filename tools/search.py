@@ -16,19 +16,17 @@ Spending the budget: a small portfolio of configurations that are strong across 
 tables (boosted trees with native categories and a tuned threshold, a weighted linear
 model) runs first; TPE then searches the whole space. A resampling or balanced-ensemble arm
 that has lost to the plain arms by more than fold noise gets no further trials (a plain arm
-after two such losses to the best). At the end the leading candidates are cross-validated once
-more on a fresh folding and ranked on all their passes (the leader of many trials is partly the
-luckiest draw of one folding), and a sampler, an ensemble strategy or a blend wins only by more
-than twice the standard error of its paired fold differences: on a few dozen positives most
-differences are noise.
+after two such losses to the best), and at the end a sampler, an ensemble strategy or a
+blend wins only by more than twice the standard error of its paired fold differences: on a
+few dozen positives most differences are noise.
 
 The clock: Optuna only stops between trials, so the search also checks it between folds;
 a trial that would run past the deadline is pruned. The first trial always completes one
 pass over the folds (its repeats only while time allows), so there is always a candidate.
-Selection keeps a little time back (for the leaders' last pass; more while the leader is a large
-model, slow to save and register, and, when ``final_rows`` is asked for, the leader's final fit
-plus a margin for the steps before it) and stops at the deadline. A stop request
-(``poise.stopping``) ends the search between folds.
+Selection keeps a little time back (more while the leader is a large model, slow to save and
+register, and, when ``final_rows`` is asked for, the leader's final fit plus a margin for the steps
+before it) and stops at the deadline. A stop request (``poise.stopping``) ends the search
+between folds.
 """
 
 from __future__ import annotations
@@ -99,11 +97,6 @@ _SECONDS_PER_MB, _FREE_MB = 0.125, 4.0
 #: core; without this margin the fit's own estimate was all that was kept, and a fit that needed 3.78 s found
 #: 3.67 s left and was skipped.
 _HANDOFF_SECONDS = 1.0
-#: At the end of the search the leading candidates are cross-validated once more, on a fresh folding of the same
-#: rows, and chosen on all their passes: the leader of many noisy trials is partly the luckiest draw of one folding.
-#: Measured in-process at a 30 s budget on 23 tables × 2 seeds (none of the benchmark's unseen ones), against the
-#: same search without it: test average precision +0.004 (standard error 0.003), higher on 22, lower on 15.
-_REVALIDATED = 3
 
 
 def _size(params: dict[str, Any]) -> float:
@@ -402,25 +395,11 @@ class _Search:
 
     # ------------------------------------------------------------------ the clock
     def _selection_reserve(self) -> float:
-        """Seconds kept back for validating the leaders once more (``_revalidate``), choosing the final members (a
-        few greedy rounds of scoring blends) and what follows it within the deadline (``_after_selection``)."""
+        """Seconds kept back for choosing the final members (a few greedy rounds of scoring blends) and for what
+        follows it within the deadline (``_after_selection``)."""
         if not self.best:
             return 0.2
-        return 0.2 + sum(self._pass_seconds(m) for m in self._leaders()) + self._blend_seconds() \
-            + self._after_selection()
-
-    def _blend_seconds(self) -> float:
-        """Choosing a blend: a few greedy rounds, each scoring every kept candidate's mix."""
-        return 4 * _BAGGED * self.metric_seconds
-
-    def _leaders(self) -> list[Member]:
-        return [m for m in self.best if m.fold_models is not None][:_REVALIDATED]
-
-    def _pass_seconds(self, member: Member) -> float:
-        """About how long one more pass over the folds takes for ``member``, with the fold estimate's margin, and
-        saving the fold models it adds (when its size is known)."""
-        added_mb = member.megabytes * self.n_folds / len(member.fold_models) if member.fold_models else 0.0
-        return 1.25 * member.fit_seconds * self.n_folds + _SECONDS_PER_MB * added_mb
+        return 0.2 + 4 * _BAGGED * self.metric_seconds + self._after_selection()
 
     def _after_selection(self) -> float:
         """Seconds kept back for training the chosen recipe on ``final_rows`` rows when asked (and for getting
@@ -481,6 +460,7 @@ class _Search:
                         ) -> tuple[np.ndarray, list[float], float, list[Pipeline]]:
         """Out-of-fold probabilities, the score of each fold, the mean fit seconds and the fitted fold models."""
         import optuna
+        from sklearn.base import clone
 
         pipeline = build_pipeline(strategy, family, params, self.ctx)
         total, seen = np.zeros(len(self.y)), np.zeros(len(self.y))
@@ -494,13 +474,18 @@ class _Search:
                     raise _NotStarted() if step == 0 else _BudgetExceeded()
                 if step >= self.n_folds:  # the first candidate stops after one full pass: every row scored once
                     break
-            # an MLP gets each fold its share of what is left, not all of it
-            max_time = max(self._remaining() / (len(self.folds) - step), 1.0) \
-                if family == "mlp" and not first_ever else None
+            model = clone(pipeline)
+            if family == "mlp" and not first_ever:  # each fold its share of what is left, not all of it
+                model.set_params(model__max_time=max(self._remaining() / (len(self.folds) - step), 1.0))
             tick = time.monotonic()
-            model, proba = self._fit_fold(pipeline, train, valid, max_time)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(self.X.iloc[train], self.y[train])
+                proba = model.predict_proba(self.X.iloc[valid])[:, 1]
             fit_seconds.append(time.monotonic() - tick)
             self._clock_fold(strategy, family, params, fit_seconds[-1])
+            if not np.all(np.isfinite(proba)):
+                raise FloatingPointError("the model produced non-finite probabilities")
             # every repeat's models are kept: keeping only the first pass would make small tables' models a
             # third of the size, but averaging them all lowers the variance of a lucky pick (+0.020 average
             # precision on average over 10 small tables × 3 seeds)
@@ -513,23 +498,6 @@ class _Search:
             if not first_ever and trial.should_prune():
                 raise optuna.TrialPruned()
         return total / seen, fold_scores, float(np.mean(fit_seconds)), fold_models
-
-    def _fit_fold(self, pipeline: Pipeline, train: np.ndarray, valid: np.ndarray, max_time: float | None
-                  ) -> tuple[Pipeline, np.ndarray]:
-        """A fresh copy of ``pipeline`` trained on the rows ``train`` (an MLP for at most ``max_time`` seconds), and
-        its probabilities on the rows ``valid``."""
-        from sklearn.base import clone
-
-        model = clone(pipeline)
-        if max_time is not None:
-            model.set_params(model__max_time=max_time)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(self.X.iloc[train], self.y[train])
-            proba = model.predict_proba(self.X.iloc[valid])[:, 1]
-        if not np.all(np.isfinite(proba)):
-            raise FloatingPointError("the model produced non-finite probabilities")
-        return model, proba
 
     def _value(self, y: np.ndarray, proba: np.ndarray) -> float:
         if y.min() == y.max():
@@ -585,18 +553,13 @@ class _Search:
         """Remember the best candidates and their out-of-fold predictions; the fold models only of the
         few that can still become the final model (they can be large)."""
         self.best = sorted([*self.best, member], key=lambda m: (-m.score, m.trial))[:top]
-        if self.best[0] is member:  # a new leader: what saving it will cost
-            self._measure(member)
+        if self.best[0] is member and member.fold_models:  # a new leader: what saving it will cost (one fold
+            # model pickled, a few ms even for a large forest)
+            member.megabytes = len(pickle.dumps(member.fold_models[0], protocol=5)) * len(member.fold_models) / 1e6
         simple = self._best_simple()
         for rank, kept in enumerate(self.best):
             if rank >= _BAGGED and kept is not simple:
                 kept.fold_models = None
-
-    @staticmethod
-    def _measure(member: Member) -> None:
-        """The size of ``member``'s fold models, pickled (one of them, a few ms even for a large forest)."""
-        if member.fold_models:
-            member.megabytes = len(pickle.dumps(member.fold_models[0], protocol=5)) * len(member.fold_models) / 1e6
 
     def _stop_when_out_of_time(self, study: Study, trial: FrozenTrial) -> None:
         # out of time, or too little left for one fold of the quickest arm seen (a proposal that does not
@@ -639,43 +602,6 @@ class _Search:
         members, notes = self._final_members()
         return Exploration(members, self.records, time.monotonic() - self.start, self, notes)
 
-    def _revalidate(self) -> list[str]:
-        """Cross-validate the leading candidates once more, each on the same fresh folding of the rows, while the
-        time kept for it lasts; score each on all its passes (its out-of-fold predictions averaged over them, as
-        repeats are) and rank the candidates again. The new fold models join each one's bag."""
-        from sklearn.model_selection import StratifiedKFold
-
-        folds = list(StratifiedKFold(self.n_folds, shuffle=True, random_state=self.task.seed + 1).split(self.X, self.y))
-        until = self.deadline - self._blend_seconds() - self._after_selection()
-        checked: list[Member] = []
-        lines = []
-        for member in self._leaders():
-            if time.monotonic() + self._pass_seconds(member) > until:
-                continue
-            pipeline, oof, models = build_pipeline(member.strategy, member.model, member.params, self.ctx), \
-                np.zeros(len(self.y)), []
-            max_time = max(1.25 * member.fit_seconds, 1.0) if member.estimator == "mlp" else None
-            try:
-                for train, valid in folds:
-                    stopping.check()
-                    model, oof[valid] = self._fit_fold(pipeline, train, valid, max_time)
-                    models.append(inference_pipeline(model))
-            except Exception:  # the first pass stands; this one only refines the ranking
-                continue
-            before, passes = member.score, len(member.fold_models) / self.n_folds
-            member.oof = (member.oof * passes + oof) / (passes + 1)
-            member.score = self._value(self.y, member.oof)
-            member.fold_models = [*member.fold_models, *models]
-            self._measure(member)  # it may lead now, and its bag is larger
-            checked.append(member)
-            lines.append(f"{member.label} (trial {member.trial}) {before:.4f} → {member.score:.4f}")
-        if len(checked) < 2:  # one candidate alone has nothing to be ranked against
-            return [f"cross-validated once more on a fresh folding: {lines[0]}"] if lines else []
-        # ranked among themselves: the others' scores are still of one folding, with their luck in them
-        rest = [m for m in self.best if all(m is not c for c in checked)]
-        self.best = [*sorted(checked, key=lambda m: (-m.score, m.trial)), *rest]
-        return [f"the leading candidates cross-validated once more on a fresh folding: {'; '.join(lines)}"]
-
     def _single(self) -> tuple[Member, list[str]]:
         """The best candidate, unless it resamples and does not beat the best plain one by more than noise."""
         best, simple = self.best[0], self._best_simple()
@@ -691,9 +617,7 @@ class _Search:
         """The chosen candidate alone, or a blend of several when the blend beats it by more than noise."""
         from poise.tools import ensemble
 
-        revalidated = self._revalidate()
         chosen, notes = self._single()
-        notes = [*revalidated, *notes]
         single = [replace(chosen, weight=1.0)]
         pool = [m for m in self.best if m.fold_models is not None]
         if self.plan.ensemble_size < 2 or len(pool) < 2:
