@@ -67,6 +67,13 @@ _LGBM_LARGE = {**_LGBM, "lgbm__learning_rate": 0.03, "lgbm__n_estimators": 800, 
 #: Shallow, column-subsampled boosting: what holds up on small, noisy tables.
 _LGBM_SMALL = {**_LGBM, "lgbm__n_estimators": 400, "lgbm__num_leaves": 8, "lgbm__min_child_samples": 10,
                "lgbm__colsample_bytree": 0.5, "lgbm__reg_lambda": 5.0}
+#: Four leaves under strong L2: the small, heavily regularised trees that hold up where the signal is weak and
+#: the rows many (bank marketing, where a flexible model's cross-validation flatters it). Measured in-process at a
+#: 45 s budget on 27 tables × 2 seeds (none of the benchmark's unseen ones), with a regularised extra-trees entry
+#: beside it that was later dropped (chosen once, and lower there): test average precision +0.008 (standard error
+#: 0.006); chosen on bank marketing, 0.424 against 0.368.
+_LGBM_TINY = {**_LGBM, "lgbm__num_leaves": 4, "lgbm__min_child_samples": 40, "lgbm__subsample": 0.7,
+              "lgbm__colsample_bytree": 0.5, "lgbm__reg_lambda": 30.0}
 #: The portfolio: tried first, in this order, when the plan allows them. Cheap and strong first;
 #: resampling and balanced ensembles after, since they rarely beat a boosted model with a tuned threshold.
 DEFAULT_TRIALS: tuple[dict[str, Any], ...] = (
@@ -74,6 +81,7 @@ DEFAULT_TRIALS: tuple[dict[str, Any], ...] = (
     {"strategy": "none", "model": "hist_gradient_boosting", **_HGB},
     {"strategy": "class_weight", "model": "logistic_regression", "cw__power": 1.0, "lr__C": 1.0},
     {"strategy": "none", "model": "lightgbm", **_LGBM_SMALL},
+    {"strategy": "none", "model": "lightgbm", **_LGBM_TINY},
     {"strategy": "none", "model": "lightgbm", **_LGBM_LARGE},
     {"strategy": "class_weight", "model": "lightgbm", "cw__power": 0.5, **_LGBM},
     {"strategy": "class_weight", "model": "extra_trees", "cw__power": 0.5, "et__n_estimators": 300,
