@@ -532,6 +532,11 @@ def table(rows: list[Row], meta: dict) -> str:
         "created before the first fit.",
         "",
     ]
+    if "carried" in meta:
+        carried = meta["carried"]
+        lines[-1:-1] = ["", f"Rows of {', '.join(SYSTEMS[s] for s in carried['systems'])} "
+                            f"are carried from an earlier run on the same splits (`{carried['command']}`), "
+                            "not run again."]
     lines += metric_section(df, "average_precision", "PR-AUC (average precision)", systems)
     lines += metric_section(df, "mcc", "MCC", systems)
     lines += poise_against_peers(df, systems)
@@ -556,6 +561,21 @@ def load_rows(path: Path) -> list[Row]:
     return [Row(**r) for r in frame[[f.name for f in fields(Row)]].to_dict("records")]
 
 
+def carried_rows(args: argparse.Namespace, meta: dict) -> list[Row]:
+    """The rows of ``args.carry`` for the systems this run leaves out, on the tables, seeds and budget it runs;
+    ``meta`` records where they came from."""
+    names, seeds = set(tables(args)), set(range(args.seeds))
+    kept = [r for r in load_rows(args.carry) if r.system not in args.systems and r.dataset in names
+            and r.seed in seeds and r.budget == args.budget]
+    if not kept:
+        raise SystemExit(f"error: {args.carry} has no rows of other systems for these tables, seeds and budget\n"
+                         "fix: carry the .csv of a run with the same --budget, tables and seeds")
+    earlier = args.carry.with_suffix(".json")
+    meta["carried"] = {"from": str(args.carry), "systems": sorted({r.system for r in kept}),
+                       "command": json.loads(earlier.read_text()).get("command", "") if earlier.exists() else ""}
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group()
@@ -577,6 +597,9 @@ def main() -> None:
     parser.add_argument("--kill-after", type=float, default=None,
                         help="seconds after which a fit or predict process is killed (default: budget × 3 + 60)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary splits, logs and models")
+    parser.add_argument("--carry", type=Path, default=None,
+                        help="an earlier run's .csv: keep its rows of the systems not in --systems (same tables, "
+                             "seeds and budget, so the same splits) instead of running them again")
     parser.add_argument("--render", type=Path, default=None,
                         help="re-render the tables from a results .csv of an earlier run (runs nothing)")
     args = parser.parse_args()
@@ -587,7 +610,9 @@ def main() -> None:
         print(args.out.read_text())
         return
     meta = {"command": "python benchmarks/run.py " + " ".join(sys.argv[1:]), "machine": machine_info()}
-    rows = run(args, on_row=lambda so_far: save(so_far, args.out, meta))  # a crash keeps what finished
+    carried = carried_rows(args, meta) if args.carry is not None else []
+    # a crash keeps what finished
+    rows = carried + run(args, on_row=lambda so_far: save(carried + so_far, args.out, meta))
     args.out.write_text(table(rows, meta))
     save(rows, args.out, meta)
     print(args.out.read_text())
