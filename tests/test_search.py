@@ -208,9 +208,9 @@ def test_the_chosen_recipe_learns_again_from_more_rows_fold_by_fold_in_time_kept
     assert {rows_seen(p) for p in model.members} <= {len(table.y) * (k - 1) // k, -(-len(table.y) * (k - 1) // k)}
 
 
-def test_the_time_kept_back_covers_the_plain_candidate_chosen_over_a_slower_or_quicker_resampling_leader(table):
+def test_the_time_kept_back_is_for_the_candidate_selection_would_choose_now(table, monkeypatch):
     """A resampling leader that does not win by more than noise gives way to the best plain candidate
-    (``_single``), so the time kept back for the final fit is that of the slower of the two."""
+    (``_single``): the time kept back for the final fit is the plain candidate's then, the leader's once it wins."""
     from poise.tools import search as search_module
 
     exploration = search_module.explore(table.features, table.y, task(),
@@ -218,13 +218,38 @@ def test_the_time_kept_back_covers_the_plain_candidate_chosen_over_a_slower_or_q
                                         COLUMNS, final_rows=len(table.y))
     explored = exploration._search
     base = explored.best[0]
-    leader = replace(base, strategy="random_over", fit_seconds=0.01)
-    plain = replace(base, strategy="none", fit_seconds=2.0)
+    leader = replace(base, trial=100, strategy="random_over", fit_seconds=4.0)
+    plain = replace(base, trial=101, strategy="none", fit_seconds=0.5)
     assert not leader.simple and plain.simple
-    explored.best = [leader, plain]
-    slower = explored.full_fit_seconds([plain], len(table.y))
-    assert explored._after_selection() == pytest.approx(search_module._HANDOFF_SECONDS + slower)
-    explored.best = [replace(leader, fit_seconds=4.0), plain]
+    explored.best = [leader, plain]  # the same predictions: the leader does not win by more than noise
+    assert explored._after_selection() == pytest.approx(
+        search_module._HANDOFF_SECONDS + explored.full_fit_seconds([plain], len(table.y)))
+    monkeypatch.setattr(explored, "_beats", lambda challenger, incumbent: (True, 0.05, 0.01))
+    explored.best = [replace(leader, trial=102), plain]  # a new leader, which wins
     assert explored._after_selection() == pytest.approx(
         search_module._HANDOFF_SECONDS + explored.full_fit_seconds([explored.best[0]], len(table.y)))
 
+
+def test_a_blend_too_large_to_save_in_the_time_left_gives_way_to_the_best_single_candidate(table, monkeypatch):
+    """The time kept back covers saving the leader's bag; a blend brings more bags, and is kept only when saving
+    them fits in what is left of the budget (else the command would end late, in registration)."""
+    from poise.tools import ensemble
+    from poise.tools import search as search_module
+
+    exploration = search_module.explore(table.features, table.y, task(),
+                                        plan(["none", "class_weight"], ["logistic_regression", "lightgbm"],
+                                             max_trials=3), COLUMNS)
+    explored = exploration._search
+    # a blend of the two best that wins by more than noise, whatever this small table's scores say
+    monkeypatch.setattr(ensemble, "select", lambda *args, **kwargs: ({0: 0.5, 1: 0.5}, 1.0))
+    monkeypatch.setattr(explored, "_beats", lambda challenger, incumbent: (True, 0.05, 0.01))
+    explored.deadline = time.monotonic() + 60
+    members, notes = explored._final_members()
+    assert len(members) == 2 and "beats" in notes[-1]
+    assert all(m.megabytes > 0 for m in members)
+
+    monkeypatch.setattr(search_module, "_SECONDS_PER_MB", 1e4)  # as if saving each megabyte took hours
+    monkeypatch.setattr(search_module, "_FREE_MB", 0.0)  # and the caller's tail estimate covered none of them
+    members, notes = explored._final_members()
+    assert len(members) == 1 and members[0].trial == explored.best[0].trial
+    assert "was not kept: saving its" in notes[-1]

@@ -23,10 +23,10 @@ few dozen positives most differences are noise.
 The clock: Optuna only stops between trials, so the search also checks it between folds;
 a trial that would run past the deadline is pruned. The first trial always completes one
 pass over the folds (its repeats only while time allows), so there is always a candidate.
-Selection keeps a little time back (more while the leader is a large model, slow to save and
-register, and, when ``final_rows`` is asked for, the leader's final fit plus a margin for the steps
-before it) and stops at the deadline. A stop request (``poise.stopping``) ends the search
-between folds.
+Selection keeps a little time back for the candidate it would choose now (more while that is a
+large model, slow to save and register, and, when ``final_rows`` is asked for, its final fit plus a
+margin for the steps before it) and stops at the deadline; a blend whose extra models would not be
+saved in the time left is not kept. A stop request (``poise.stopping``) ends the search between folds.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ _LGBM_LARGE = {**_LGBM, "lgbm__learning_rate": 0.03, "lgbm__n_estimators": 800, 
 _LGBM_SMALL = {**_LGBM, "lgbm__n_estimators": 400, "lgbm__num_leaves": 8, "lgbm__min_child_samples": 10,
                "lgbm__colsample_bytree": 0.5, "lgbm__reg_lambda": 5.0}
 #: Four leaves under strong L2: the small, heavily regularised trees that hold up where the signal is weak and
-#: the rows many (bank marketing, where a flexible model's cross-validation flatters it). Measured in-process at a
+#: noisy (bank marketing, where a flexible model's cross-validation flatters it). Measured in-process at a
 #: 45 s budget on 27 tables × 2 seeds (none of the benchmark's unseen ones), with a regularised extra-trees entry
 #: beside it that was later dropped (chosen once, and lower there): test average precision +0.008 (standard error
 #: 0.006); chosen on bank marketing, 0.424 against 0.368.
@@ -315,6 +315,7 @@ class _Search:
         self.seconds_per_cost = 0.0  # the slowest fold seen, per unit of the registries' relative cost
         self.quickest_fold = math.inf
         self.metric_seconds = 0.0  # one score of the whole out-of-fold vector
+        self._chosen: tuple[tuple[int, int | None], Member] | None = None  # what _choice worked out, and for whom
 
     def _fold_context(self, y: np.ndarray) -> StrategyContext:
         """What a strategy needs to know of a training fold of rows labelled ``y``: its class counts."""
@@ -411,14 +412,25 @@ class _Search:
 
     def _after_selection(self) -> float:
         """Seconds kept back for training the chosen recipe on ``final_rows`` rows when asked (and for getting
-        there), and for saving a leader too large for the caller's tail estimate. Needs a candidate. The choice
-        is the leader or, when the leader resamples and does not win by more than noise, the best plain
-        candidate (``_single``): the slower of the two fits is kept back."""
-        heavy = _SECONDS_PER_MB * max(self.best[0].megabytes - _FREE_MB, 0.0)
+        there), and for saving it when it is too large for the caller's tail estimate. Needs a candidate."""
+        chosen = self._choice()
+        heavy = _SECONDS_PER_MB * max(chosen.megabytes - _FREE_MB, 0.0)
         if not self.final_rows:
             return heavy
-        choosable = [m for m in (self.best[0], self._best_simple()) if m is not None]
-        return heavy + _HANDOFF_SECONDS + max(self.full_fit_seconds([m], self.final_rows) for m in choosable)
+        return heavy + _HANDOFF_SECONDS + self.full_fit_seconds([chosen], self.final_rows)
+
+    def _choice(self) -> Member:
+        """The single candidate selection would choose now (``_single``: the leader, or the best plain candidate
+        when the leader resamples and does not win by more than noise), its size measured. Worked out again only
+        when the leader or the best plain candidate changes: the clock asks for it between folds."""
+        simple = self._best_simple()
+        key = (self.best[0].trial, simple.trial if simple is not None else None)
+        if self._chosen is None or self._chosen[0] != key:
+            chosen = self._single()[0]
+            if not chosen.megabytes:
+                self._measure(chosen)
+            self._chosen = (key, chosen)
+        return self._chosen[1]
 
     def full_fit_seconds(self, members: list[Member], n_rows: int) -> float:
         """Each member's recipe trained on every fold of ``n_rows`` rows (``fit_bag``): its folds' mean fit time,
@@ -561,13 +573,18 @@ class _Search:
         """Remember the best candidates and their out-of-fold predictions; the fold models only of the
         few that can still become the final model (they can be large)."""
         self.best = sorted([*self.best, member], key=lambda m: (-m.score, m.trial))[:top]
-        if self.best[0] is member and member.fold_models:  # a new leader: what saving it will cost (one fold
-            # model pickled, a few ms even for a large forest)
-            member.megabytes = len(pickle.dumps(member.fold_models[0], protocol=5)) * len(member.fold_models) / 1e6
+        if self.best[0] is member:  # a new leader: what saving it will cost
+            self._measure(member)
         simple = self._best_simple()
         for rank, kept in enumerate(self.best):
             if rank >= _BAGGED and kept is not simple:
                 kept.fold_models = None
+
+    @staticmethod
+    def _measure(member: Member) -> None:
+        """The size of ``member``'s fold models, pickled (one of them, a few ms even for a large forest)."""
+        if member.fold_models:
+            member.megabytes = len(pickle.dumps(member.fold_models[0], protocol=5)) * len(member.fold_models) / 1e6
 
     def _stop_when_out_of_time(self, study: Study, trial: FrozenTrial) -> None:
         # out of time, or too little left for one fold of the quickest arm seen (a proposal that does not
@@ -640,9 +657,18 @@ class _Search:
         if not beaten:
             return single, [*notes, f"a blend of {len(weights)} candidates was not kept: {gain:+.4f} per fold over "
                                     f"{chosen.label}, less than {_NOISE:g} standard errors ({se:.4f})"]
+        for i in weights:
+            self._measure(pool[i])
         members = [replace(pool[i], weight=w) for i, w in sorted(weights.items(), key=lambda kv: -kv[1])]
-        return members, [*notes, f"a blend of {len(members)} candidates beats {chosen.label} by {gain:+.4f} per "
-                                 f"fold (standard error {se:.4f})"]
+        verdict = f"a blend of {len(members)} candidates beats {chosen.label} by {gain:+.4f} per fold (standard " \
+                  f"error {se:.4f})"
+        # the time kept back covers saving the leader alone; the blend's other bags must fit in what is left
+        megabytes = sum(m.megabytes for m in members)
+        saving, left = _SECONDS_PER_MB * max(megabytes - _FREE_MB, 0.0), self.deadline - time.monotonic()
+        if saving > left - _HANDOFF_SECONDS:
+            return single, [*notes, f"{verdict}, but was not kept: saving its {megabytes:.0f} MB of models would take "
+                                    f"about {saving:.0f} s, and {max(left, 0.0):.0f} s are left"]
+        return members, [*notes, verdict]
 
     def refit(self, members: list[Member], search_seconds: float, notes: list[str] | None = None) -> SearchResult:
         from poise.tools.ensemble import BlendClassifier
