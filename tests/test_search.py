@@ -231,8 +231,8 @@ def test_the_time_kept_back_is_for_the_candidate_selection_would_choose_now(tabl
 
 
 def test_a_blend_too_large_to_save_in_the_time_left_gives_way_to_the_best_single_candidate(table, monkeypatch):
-    """The time kept back covers saving the leader's bag; a blend brings more bags, and is kept only when saving
-    them fits in what is left of the budget (else the command would end late, in registration)."""
+    """The time kept back covers saving the chosen candidate's bag; a blend brings more bags, and is kept only when
+    saving them fits in what is left of the budget (else the command would end late, in registration)."""
     from poise.tools import ensemble
     from poise.tools import search as search_module
 

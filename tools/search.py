@@ -107,6 +107,11 @@ _SECONDS_PER_MB, _FREE_MB = 0.125, 4.0
 _HANDOFF_SECONDS = 1.0
 
 
+def _saving_seconds(megabytes: float) -> float:
+    """Saving and registering ``megabytes`` of models, beyond what the caller's tail estimate covers."""
+    return _SECONDS_PER_MB * max(megabytes - _FREE_MB, 0.0)
+
+
 def _size(params: dict[str, Any]) -> float:
     """Rounds of boosting or trees of a forest: what a fit's time grows with inside one arm."""
     return float(next((v for k, v in params.items() if k.endswith(("__n_estimators", "__max_iter"))), 1.0))
@@ -414,7 +419,7 @@ class _Search:
         """Seconds kept back for training the chosen recipe on ``final_rows`` rows when asked (and for getting
         there), and for saving it when it is too large for the caller's tail estimate. Needs a candidate."""
         chosen = self._choice()
-        heavy = _SECONDS_PER_MB * max(chosen.megabytes - _FREE_MB, 0.0)
+        heavy = _saving_seconds(chosen.megabytes)
         if not self.final_rows:
             return heavy
         return heavy + _HANDOFF_SECONDS + self.full_fit_seconds([chosen], self.final_rows)
@@ -662,9 +667,9 @@ class _Search:
         members = [replace(pool[i], weight=w) for i, w in sorted(weights.items(), key=lambda kv: -kv[1])]
         verdict = f"a blend of {len(members)} candidates beats {chosen.label} by {gain:+.4f} per fold (standard " \
                   f"error {se:.4f})"
-        # the time kept back covers saving the leader alone; the blend's other bags must fit in what is left
+        # the time kept back covers saving the chosen candidate alone; the blend's other bags must fit in what is left
         megabytes = sum(m.megabytes for m in members)
-        saving, left = _SECONDS_PER_MB * max(megabytes - _FREE_MB, 0.0), self.deadline - time.monotonic()
+        saving, left = _saving_seconds(megabytes), self.deadline - time.monotonic()
         if saving > left - _HANDOFF_SECONDS:
             return single, [*notes, f"{verdict}, but was not kept: saving its {megabytes:.0f} MB of models would take "
                                     f"about {saving:.0f} s, and {max(left, 0.0):.0f} s are left"]
