@@ -11,7 +11,7 @@ part within the budget, and the chosen model (the search's fold models, bagged) 
 
 ``--set NAME=JSON`` sets an attribute of ``poise.tools.search`` for the run: the arm under test, when the
 change is a constant. Arms that change code run from their own checkout (``git worktree``). With
-``--cores 0,1`` the specs are dealt to one process per core, each pinned there (``taskset``); run two arms
+``--cores 0,1`` the specs are dealt to one process per core, each pinned there (its CPU affinity); run two arms
 side by side with ``--cores 0`` and ``--cores 1``. One JSON file per (table, seed) lands in ``--out``.
 """
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -58,8 +58,8 @@ def load(name: str):
 
 def one(name: str, seed: int, budget: float) -> dict:
     import numpy as np
+    from run import split_table
     from sklearn.metrics import average_precision_score
-    from sklearn.model_selection import train_test_split
 
     from poise.contracts import TaskSpec
     from poise.tools import data, planning
@@ -67,8 +67,8 @@ def one(name: str, seed: int, budget: float) -> dict:
     from poise.tools.search import explore
 
     frame = load(name)
-    train, test = train_test_split(frame, test_size=0.25, stratify=frame["target"], random_state=seed)
-    table = data.prepare_target(train.reset_index(drop=True), "target", None)
+    X_train, test, y_train, _ = split_table(frame, seed)
+    table = data.prepare_target(X_train.assign(target=y_train).reset_index(drop=True), "target", None)
     fit, _ = data.split_holdout(table, 0.2)
     profile = data.profile_table(fit, source=name, target="target", data_fingerprint="-")
     task = TaskSpec(data=name, target="target", budget_seconds=budget, seed=seed)
@@ -79,7 +79,7 @@ def one(name: str, seed: int, budget: float) -> dict:
     result = exploration.refit()
     seconds = time.monotonic() - tick
     positive = table.positive_label
-    y_test = (test["target"] == positive).astype(int).to_numpy()
+    y_test = (frame.loc[test.index, "target"] == positive).astype(int).to_numpy()
     proba = result.pipeline.predict_proba(test[columns.all])[:, 1]
     searched = exploration._search
 
@@ -102,9 +102,11 @@ def one(name: str, seed: int, budget: float) -> dict:
 
 
 def run(args: argparse.Namespace) -> None:
+    from run import core_list, thread_env
+
     specs = args.specs or [f"{t}:{s}" for t in args.tables for s in args.seeds]
     args.out.mkdir(parents=True, exist_ok=True)
-    cores = [int(c) for c in args.cores.split(",")] if args.cores else []
+    cores = core_list(args.cores) if args.cores else []
     if len(cores) > 1:  # one pinned child per core, the specs dealt round-robin
         children = [subprocess.Popen([
             sys.executable, __file__, "run", "--budget", str(args.budget), "--out", str(args.out), "--cores", str(core),
@@ -113,8 +115,7 @@ def run(args: argparse.Namespace) -> None:
         sys.exit(max(child.wait() for child in children))
     if cores:
         os.sched_setaffinity(0, cores)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(max(len(cores), 1))
+    os.environ.update(thread_env(max(len(cores), 1)))
     from poise.tools import search
 
     for assignment in args.set:
@@ -148,17 +149,16 @@ def compare(args: argparse.Namespace) -> None:
         print(f"{key[0][:34]:34} s{key[1]}  {a[key]['test_ap']:.4f} -> {b[key]['test_ap']:.4f}  {d:+.4f}{mark}"
               f"  | {'; '.join(b[key]['chosen'])[:70]}")
     if len(diffs) > 1:
-        mean = sum(diffs) / len(diffs)
-        se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+        mean, se = statistics.fmean(diffs), statistics.stdev(diffs) / len(diffs) ** 0.5
         up, down = sum(d > 0.0005 for d in diffs), sum(d < -0.0005 for d in diffs)
-        print(f"\n{len(diffs)} pairs: mean {sum(a[k]['test_ap'] for k in both) / len(both):.4f} -> "
-              f"{sum(b[k]['test_ap'] for k in both) / len(both):.4f}, difference {mean:+.4f} (standard error "
+        print(f"\n{len(diffs)} pairs: mean {statistics.fmean(a[k]['test_ap'] for k in both):.4f} -> "
+              f"{statistics.fmean(b[k]['test_ap'] for k in both):.4f}, difference {mean:+.4f} (standard error "
               f"{se:.4f}); higher on {up}, lower on {down}")
         for name, rows_ in (("A", a), ("B", b)):  # how much a perfect choice among the candidates kept would add
             best = [max((c["test_ap"] for c in rows_[k]["candidates"] if c["test_ap"] is not None),
                         default=rows_[k]["test_ap"]) for k in both]
             print(f"{name}: the best candidate kept, judged on the test part (beyond any honest choice): "
-                  f"{sum(best) / len(best):.4f}")
+                  f"{statistics.fmean(best):.4f}")
 
 
 def main() -> None:
