@@ -180,16 +180,15 @@ def _serve_prefect(port: int, parent: int) -> None:
 
     import uvicorn
 
-    def watch_parent() -> None:  # the portable guard; on Linux the kernel's signal usually comes first
-        while os.getppid() == parent:
-            time.sleep(0.5)
+    from poise import processes
+
+    def stop() -> None:  # the portable guard; on Linux the kernel's signal usually comes first
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(10)
         os._exit(1)
 
-    if os.getppid() != parent:  # the parent died before the hook was in place
+    if not processes.when_parent_gone(parent, stop):  # the parent died before the hook was in place
         return
-    threading.Thread(target=watch_parent, daemon=True).start()
     uvicorn.run("prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port,
                 log_level="error", lifespan="on")
 

@@ -173,12 +173,14 @@ def _prepare_while_prefect_starts(settings: Settings) -> None:
     """What the training needs anyway, done while the local Prefect server starts rather than after.
 
     The MLflow store is opened (created, on a fresh home), the runs a killed process left RUNNING
-    are closed, the search's and registry's libraries are loaded, and MLflow's map of installed
-    packages, which registering a model needs, is built in the background.
+    are closed, the search's and registry's libraries are loaded, the search's worker processes start
+    (``poise.tools.parallel``), and MLflow's map of installed packages, which registering a model needs,
+    is built in the background.
     """
     from poise.registry import tracking, versions
-    from poise.tools import search  # noqa: F401 - loaded now, used by the flow
+    from poise.tools import parallel, search  # noqa: F401 - loaded now, used by the flow
 
+    parallel.warm_up(parallel.cores())
     tracking.close_abandoned_runs(settings)
     versions.warm_requirement_checks()  # while the server finishes starting, and beside the search
 
@@ -541,6 +543,7 @@ def _search_and_register(task_spec: TaskSpec, plan: Plan, split: Split, profile:
     run is then marked KILLED and ``Stopped`` says whether a version was registered.
     """
     from poise.registry import tracking
+    from poise.tools import parallel
 
     settings = get_settings()
     flow_run_id, flow_run_name, flow_run_url = runtime.flow_run()
@@ -568,6 +571,7 @@ def _search_and_register(task_spec: TaskSpec, plan: Plan, split: Split, profile:
             stopping.check()
             with timing.part("refit"):
                 deployed, trained_on = fit_on_every_row(exploration, result, split, plan, deadline)
+                parallel.release()  # the last fit is done: the process does not wait for its workers at exit
             stopping.check()
             with timing.part("evaluation"):
                 candidate = evaluate_on_holdout(task_spec, split, result, columns, run)

@@ -87,6 +87,24 @@ def _send(process: subprocess.Popen, sig: int, group: bool) -> None:
         pass
 
 
+def when_parent_gone(parent: int, action: Callable[[], object], interval: float = 0.5) -> bool:
+    """In a child process: call ``action`` (on a daemon thread) once its parent ``parent`` is gone, however it
+    ended (a ``kill -9`` runs nothing in the parent, so the child must notice by itself). Returns False, and
+    starts nothing, when the parent is gone already."""
+    import threading
+
+    if os.getppid() != parent:
+        return False
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        action()
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+    return True
+
+
 def wait_for(condition: Callable[[], T], *, timeout: float, interval: float = 0.05,
              what: str = "the condition") -> T:
     """Call ``condition`` until it returns something true, and return that; ``TimeoutError`` past ``timeout`` s."""

@@ -66,7 +66,7 @@ def test_train_prints_the_registered_winner_as_json(trained_ai4i):
     assert summary["holdout"]["average_precision"] > 0.5  # far above the 3.4 % a guess gets
     dropped = {s["column"] for s in summary["plan"]["data_steps"] if s["action"] == "drop"}
     assert dropped == {"udi", "product_id"}
-    assert summary["promoted"] is True
+    assert summary["promoted"] is True, summary["gate"]
 
 
 @pytest.mark.slow

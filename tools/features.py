@@ -133,19 +133,30 @@ def keep_helpful(
 
 def _cv_average_precision(X: pd.DataFrame, y: np.ndarray, base: list[str], steps: list[DataStep], seed: int,
                           folds: int) -> float:
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import average_precision_score
     from sklearn.model_selection import StratifiedKFold
+
+    from poise.tools import parallel
 
     frame = X[base].apply(pd.to_numeric, errors="coerce").astype(float)
     for step in steps:
         frame[step.column] = Derived(step.column, step.op or "", *step.inputs).compute(X)
     oof = np.zeros(len(y))
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    for train, valid in splitter.split(frame, y):
-        model = HistGradientBoostingClassifier(random_state=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(frame.iloc[train], y[train])
-        oof[valid] = model.predict_proba(frame.iloc[valid])[:, 1]
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(frame, y))
+    jobs = [(frame.iloc[train], y[train], frame.iloc[valid], seed) for train, valid in splits]
+    for (_, valid), proba in zip(splits, parallel.run_all(_fold_proba, jobs, min(parallel.cores(), folds)),
+                                 strict=True):
+        oof[valid] = proba
     return float(average_precision_score(y, oof))
+
+
+def _fold_proba(X_train: pd.DataFrame, y_train: np.ndarray, X_valid: pd.DataFrame, seed: int) -> np.ndarray:
+    """A default HistGradientBoosting trained on one fold (in a worker when fits run side by side), its
+    probabilities for the held-out rows."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X_train, y_train)
+    return model.predict_proba(X_valid)[:, 1]

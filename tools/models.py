@@ -75,7 +75,7 @@ def _forest_build(prefix: str, cls_path: str) -> Callable[[Params, ClassWeight, 
             min_samples_leaf=p.get("min_samples_leaf", 1),
             max_features=p.get("max_features", "sqrt"),
             class_weight=class_weight,
-            n_jobs=-1,
+            n_jobs=1,  # one thread per fit; the search runs fits side by side (poise.tools.parallel)
             random_state=seed,
         )
 
@@ -112,17 +112,6 @@ def _hgb_space(trial: BaseTrial) -> Params:
 
 
 # ---------------------------------------------------------------- LightGBM
-def _threads() -> int:
-    """Threads for LightGBM: OMP_NUM_THREADS when set, else the cores this process may run on. LightGBM's own
-    default counts the machine's cores and ignores OMP_NUM_THREADS; on a shared or pinned machine the extra
-    threads spin-wait on each other and a fit runs many times slower."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    wanted = os.environ.get("OMP_NUM_THREADS", "")
-    return max(1, min(int(wanted), cores)) if wanted.isdigit() else cores
-
-
 def _lgbm_build(params: Params, class_weight: ClassWeight, seed: int, categorical: Categorical = ()) -> BaseEstimator:
     from lightgbm import LGBMClassifier
 
@@ -141,7 +130,7 @@ def _lgbm_build(params: Params, class_weight: ClassWeight, seed: int, categorica
         min_data_per_group=20,  # categories this rare are not split on alone
         cat_smooth=10.0,
         class_weight=class_weight,
-        n_jobs=_threads(),
+        n_jobs=1,  # one thread per fit; the search runs fits side by side (poise.tools.parallel)
         random_state=seed,
         verbose=-1,
         **extra,

@@ -20,13 +20,17 @@ after two such losses to the best), and at the end a sampler, an ensemble strate
 blend wins only by more than twice the standard error of its paired fold differences: on a
 few dozen positives most differences are noise.
 
-The clock: Optuna only stops between trials, so the search also checks it between folds;
+The cores: a trial's folds train in waves, one fit per core side by side, each on one thread in a
+worker process (``poise.tools.parallel``); on one core, one after another in this process. The results
+are the same either way; only the time differs.
+
+The clock: Optuna only stops between trials, so the search also checks it between waves of folds;
 a trial that would run past the deadline is pruned. The first trial always completes one
 pass over the folds (its repeats only while time allows), so there is always a candidate.
 Selection keeps a little time back for the candidate it would choose now (more while that is a
 large model, slow to save and register, and, when ``final_rows`` is asked for, its final fit plus a
 margin for the steps before it) and stops at the deadline; a blend whose extra models would not be
-saved in the time left is not kept. A stop request (``poise.stopping``) ends the search between folds.
+saved in the time left is not kept. A stop request (``poise.stopping``) ends the search between waves.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import pandas as pd
 
 from poise import stopping
 from poise.contracts import Plan, TaskSpec
-from poise.tools import metrics
+from poise.tools import metrics, parallel
 from poise.tools.compose import build_pipeline, estimator_name, inference_pipeline
 from poise.tools.models import MODELS
 from poise.tools.planning import cv_repeats
@@ -52,6 +56,7 @@ from poise.tools.preprocess import FeatureColumns
 from poise.tools.strategies import STRATEGIES, StrategyContext
 
 if TYPE_CHECKING:  # Optuna and the pipelines load when a search runs, not when this module is imported
+    from imblearn.pipeline import Pipeline as TrainingPipeline
     from optuna.study import Study
     from optuna.trial import FrozenTrial, Trial
     from sklearn.pipeline import Pipeline
@@ -292,6 +297,19 @@ class Exploration:
         return fitted[0] if len(fitted) == 1 else BlendClassifier(fitted, [m.weight for m in members])
 
 
+def _fit(pipeline: TrainingPipeline, X_train: pd.DataFrame, y_train: np.ndarray, X_valid: pd.DataFrame | None
+         ) -> tuple[Pipeline, np.ndarray | None, float]:
+    """One fit, in a worker process when fits run side by side (``poise.tools.parallel``): the fitted model
+    without its sampler, its probabilities for ``X_valid`` when given, and the seconds it took there (a new
+    worker's imports, and sending rows and models between processes, not included: they are not the fit's)."""
+    tick = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline.fit(X_train, y_train)
+        proba = None if X_valid is None else pipeline.predict_proba(X_valid)[:, 1]
+    return inference_pipeline(pipeline), proba, time.monotonic() - tick
+
+
 class _Search:
     def __init__(self, X: pd.DataFrame, y: np.ndarray, task: TaskSpec, plan: Plan, columns: FeatureColumns,
                  storage: str | None, study_name: str | None, on_trial: Callable[[TrialRecord], None] | None,
@@ -312,6 +330,7 @@ class _Search:
         self.repeats = cv_repeats(len(self.y), n_min)
         splitter = RepeatedStratifiedKFold(n_splits=self.n_folds, n_repeats=self.repeats, random_state=task.seed)
         self.folds = list(splitter.split(self.X, self.y))
+        self.workers = min(parallel.cores(), len(self.folds))  # fits side by side, one thread each
         self.ctx = self._fold_context(self.y)
         self.strategies, self.models, self.skipped = self._allowed()
         self.records: list[TrialRecord] = []
@@ -438,20 +457,26 @@ class _Search:
         return self._chosen[1]
 
     def full_fit_seconds(self, members: list[Member], n_rows: int) -> float:
-        """Each member's recipe trained on every fold of ``n_rows`` rows (``fit_bag``): its folds' mean fit time,
-        scaled by rows (a fit grows at least linearly with them), with the same margin as a fold's estimate."""
-        return sum(1.25 * m.fit_seconds * len(self.folds) * n_rows / len(self.y) for m in members)
+        """Each member's recipe trained on every fold of ``n_rows`` rows (``fit_bag``, in waves of ``workers``): its
+        folds' mean fit time, scaled by rows (a fit grows at least linearly with them), with the same margin as a
+        fold's estimate."""
+        waves = math.ceil(len(self.folds) / self.workers)
+        return sum(1.25 * m.fit_seconds * waves * n_rows / len(self.y) for m in members)
 
     def fit_bag(self, member: Member, X: pd.DataFrame, y: np.ndarray) -> BlendClassifier:
         """The member's recipe trained on each training fold of ``X``, ``y``, folded as the search folded its own
-        rows (the same folds and repeats), and averaged: the member's fold models again, each on more rows."""
+        rows (the same folds and repeats, in waves of ``workers``), and averaged: the member's fold models again,
+        each on more rows."""
         from sklearn.model_selection import RepeatedStratifiedKFold
 
         from poise.tools.ensemble import BlendClassifier
 
+        stopping.check()  # a fit is long: a stop request ends it before it starts
         splitter = RepeatedStratifiedKFold(n_splits=self.n_folds, n_repeats=self.repeats, random_state=self.task.seed)
         ctx = self._fold_context(y)  # a sampler's ratios fit these folds' class counts
-        models = [self.fit_recipe(member, X.iloc[train], y[train], ctx) for train, _ in splitter.split(X, y)]
+        jobs = [(self._recipe(member, len(train), ctx), X.iloc[train].reset_index(drop=True), y[train], None)
+                for train, _ in splitter.split(X, y)]
+        models = [model for model, _, _ in parallel.run_all(_fit, jobs, self.workers)]
         return BlendClassifier(models, [1.0] * len(models))
 
     def _search_deadline(self) -> float:
@@ -483,46 +508,54 @@ class _Search:
     # ------------------------------------------------------------------ one trial
     def _cross_validate(self, trial: Trial, strategy: str, family: str, params: dict[str, Any]
                         ) -> tuple[np.ndarray, list[float], float, list[Pipeline]]:
-        """Out-of-fold probabilities, the score of each fold, the mean fit seconds and the fitted fold models."""
+        """Out-of-fold probabilities, the score of each fold, the seconds a wave of folds took, and the fitted fold
+        models. The folds run in waves of ``workers`` fits side by side; the clock, the pruner and a stop request
+        are heard between waves."""
         import optuna
         from sklearn.base import clone
 
         pipeline = build_pipeline(strategy, family, params, self.ctx)
         total, seen = np.zeros(len(self.y)), np.zeros(len(self.y))
-        fold_scores, fit_seconds, fold_models = [], [], []
+        fold_scores, wave_seconds, fold_models = [], [], []
         first_ever = not self.best
-        for step, (train, valid) in enumerate(self.folds):
-            stopping.check()  # a stop request ends the search between folds (Stopped, a KeyboardInterrupt)
-            expected = np.mean(fit_seconds) if fit_seconds else self._expected_fold_seconds(strategy, family, params)
+        for start in range(0, len(self.folds), self.workers):
+            stopping.check()  # a stop request ends the search between waves (Stopped, a KeyboardInterrupt)
+            wave = range(start, min(start + self.workers, len(self.folds)))
+            expected = np.mean(wave_seconds) if wave_seconds else self._expected_fold_seconds(strategy, family, params)
             if time.monotonic() + expected > self._search_deadline():
                 if not first_ever:
-                    raise _NotStarted() if step == 0 else _BudgetExceeded()
-                if step >= self.n_folds:  # the first candidate stops after one full pass: every row scored once
+                    raise _NotStarted() if start == 0 else _BudgetExceeded()
+                # the first candidate stops after one full pass: every row scored once
+                wave = range(start, min(wave.stop, self.n_folds))
+                if not wave:
                     break
-            model = clone(pipeline)
-            if family == "mlp" and not first_ever:  # each fold its share of what is left, not all of it
-                model.set_params(model__max_time=max(self._remaining() / (len(self.folds) - step), 1.0))
-            tick = time.monotonic()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model.fit(self.X.iloc[train], self.y[train])
-                proba = model.predict_proba(self.X.iloc[valid])[:, 1]
-            fit_seconds.append(time.monotonic() - tick)
-            self._clock_fold(strategy, family, params, fit_seconds[-1])
-            if not np.all(np.isfinite(proba)):
-                raise FloatingPointError("the model produced non-finite probabilities")
-            # every repeat's models are kept: keeping only the first pass would make small tables' models a
-            # third of the size, but averaging them all lowers the variance of a lucky pick (+0.020 average
-            # precision on average over 10 small tables × 3 seeds)
-            fold_models.append(inference_pipeline(model))
-            total[valid] += proba
-            seen[valid] += 1
-            fold_scores.append(self._value(self.y[valid], proba))
-            covered = seen > 0
-            trial.report(self._value(self.y[covered], total[covered] / seen[covered]), step)
+            jobs = []
+            for fold in wave:
+                model = clone(pipeline)
+                if family == "mlp" and not first_ever:  # each wave its share of what is left, not all of it
+                    waves_left = math.ceil((len(self.folds) - start) / self.workers)
+                    model.set_params(model__max_time=max(self._remaining() / waves_left, 1.0))
+                train, valid = self.folds[fold]
+                jobs.append((model, self.X.iloc[train], self.y[train], self.X.iloc[valid]))
+            fitted = parallel.run_all(_fit, jobs, self.workers)
+            wave_seconds.append(max(seconds for _, _, seconds in fitted))  # side by side: the slowest fit's
+            self._clock_fold(strategy, family, params, wave_seconds[-1])
+            for fold, (model, proba, _) in zip(wave, fitted, strict=True):
+                if not np.all(np.isfinite(proba)):
+                    raise FloatingPointError("the model produced non-finite probabilities")
+                # every repeat's models are kept: keeping only the first pass would make small tables' models a
+                # third of the size, but averaging them all lowers the variance of a lucky pick (+0.020 average
+                # precision on average over 10 small tables × 3 seeds)
+                fold_models.append(model)
+                valid = self.folds[fold][1]
+                total[valid] += proba
+                seen[valid] += 1
+                fold_scores.append(self._value(self.y[valid], proba))
+                covered = seen > 0
+                trial.report(self._value(self.y[covered], total[covered] / seen[covered]), fold)
             if not first_ever and trial.should_prune():
                 raise optuna.TrialPruned()
-        return total / seen, fold_scores, float(np.mean(fit_seconds)), fold_models
+        return total / seen, fold_scores, float(np.mean(wave_seconds)), fold_models
 
     def _value(self, y: np.ndarray, proba: np.ndarray) -> float:
         if y.min() == y.max():
@@ -705,15 +738,16 @@ class _Search:
             return BlendClassifier(member.fold_models, [1.0] * len(member.fold_models))
         return self.fit_recipe(member, self.X, self.y)
 
-    def fit_recipe(self, member: Member, X: pd.DataFrame, y: np.ndarray, ctx: StrategyContext | None = None
-                   ) -> Pipeline:
+    def fit_recipe(self, member: Member, X: pd.DataFrame, y: np.ndarray) -> Pipeline:
         """The member's recipe trained once on ``X``, ``y``, sampler-free for prediction."""
         stopping.check()  # a fit is long: a stop request ends it before it starts
-        pipeline = build_pipeline(member.strategy, member.model, member.params, ctx or self.ctx)
+        job = (self._recipe(member, len(X), self.ctx), X.reset_index(drop=True), np.asarray(y).astype(int), None)
+        return parallel.run_all(_fit, [job], self.workers)[0][0]  # in a worker: one thread, as every fit
+
+    def _recipe(self, member: Member, n_rows: int, ctx: StrategyContext) -> TrainingPipeline:
+        """The member's recipe, unfitted, for ``n_rows`` training rows."""
+        pipeline = build_pipeline(member.strategy, member.model, member.params, ctx)
         if member.estimator == "mlp":  # trains until it stops improving: no longer than a search fold took, by rows
             fold_rows = len(self.y) * (self.n_folds - 1) / self.n_folds
-            pipeline.set_params(model__max_time=max(1.25 * member.fit_seconds * len(X) / fold_rows, 1.0))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pipeline.fit(X.reset_index(drop=True), np.asarray(y).astype(int))
-        return inference_pipeline(pipeline)
+            pipeline.set_params(model__max_time=max(1.25 * member.fit_seconds * n_rows / fold_rows, 1.0))
+        return pipeline

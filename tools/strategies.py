@@ -232,7 +232,7 @@ def _balanced_rf(params: Params, ctx: StrategyContext) -> BaseEstimator:
         sampling_strategy="all",
         replacement=True,
         bootstrap=False,
-        n_jobs=-1,
+        n_jobs=1,  # one thread per fit; the search runs fits side by side (poise.tools.parallel)
         random_state=ctx.seed,
     )
 
