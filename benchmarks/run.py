@@ -209,9 +209,10 @@ def write_split(dataset: str, frame: pd.DataFrame, seed: int, root: Path) -> Spl
 
 
 def thread_env(threads: int, **extra: str) -> dict[str, str]:
-    # poise sets PASSIVE itself; spinning OpenMP waits slow HistGradientBoosting/LightGBM many-fold
-    # whenever anything else runs, so every system gets it
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", **extra)
+    # each system waits for its OpenMP threads as it does by default (poise sets OMP_WAIT_POLICY=PASSIVE for
+    # itself and trains one thread per fit); passive waits made two-thread fits of small tables many times slower
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env.update(extra)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
     return env
