@@ -19,6 +19,7 @@ are busy. Each limits its libraries to one thread before loading them. On one co
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -91,15 +92,18 @@ def warm_up(workers: int) -> None:
 
 
 def run_all(fn: Callable[..., R], jobs: Iterable[tuple[Any, ...]], workers: int) -> list[R]:
-    """``fn(*job)`` for each job, in order, ``workers`` at a time in worker processes (in this process when
-    ``workers`` is 1). ``fn`` and the jobs must pickle; the first error of any job is raised here (a worker
-    that died, killed or out of memory, as ``TerminatedWorkerError``; the next call starts new workers)."""
+    """``fn(*job)`` for each job, in order, in waves of ``workers`` side by side in worker processes (in this
+    process, one after another, when ``workers`` is 1). ``fn`` and the jobs must pickle; the first error of any
+    job is raised here (a worker that died, killed or out of memory, as ``TerminatedWorkerError``; the next call
+    starts new workers)."""
     if workers <= 1:
         return [fn(*job) for job in jobs]
-    executor = _executor(workers)
-    futures: list[Future[R]] = [executor.submit(fn, *job) for job in jobs]
-    try:
-        return [future.result() for future in futures]
-    finally:
-        for future in futures:  # after an error in one, the others not yet started do not run
-            future.cancel()
+    executor, results, jobs = _executor(workers), [], iter(jobs)
+    while wave := list(itertools.islice(jobs, workers)):  # jobs are drawn a wave at a time: a generator of
+        futures: list[Future[R]] = [executor.submit(fn, *job) for job in wave]  # large ones stays small
+        try:
+            results.extend(future.result() for future in futures)
+        finally:
+            for future in futures:  # after an error in one, the others not yet started do not run
+                future.cancel()
+    return results

@@ -474,8 +474,8 @@ class _Search:
         stopping.check()  # a fit is long: a stop request ends it before it starts
         splitter = RepeatedStratifiedKFold(n_splits=self.n_folds, n_repeats=self.repeats, random_state=self.task.seed)
         ctx = self._fold_context(y)  # a sampler's ratios fit these folds' class counts
-        jobs = [(self._recipe(member, len(train), ctx), X.iloc[train].reset_index(drop=True), y[train], None)
-                for train, _ in splitter.split(X, y)]
+        jobs = ((self._recipe(member, len(train), ctx), X.iloc[train].reset_index(drop=True), y[train], None)
+                for train, _ in splitter.split(X, y))  # drawn a wave at a time: a fold's rows are copied when it runs
         models = [model for model, _, _ in parallel.run_all(_fit, jobs, self.workers)]
         return BlendClassifier(models, [1.0] * len(models))
 
