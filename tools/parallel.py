@@ -13,7 +13,8 @@ and extra trees alike, from 500 to 5,000 rows, sending rows and fitted models bo
 
 The workers are loky's (joblib's process executor, which needs no ``if __name__ == "__main__"`` guard in the
 caller's script), started the first time they are needed, or earlier by ``warm_up``, and kept while they
-are busy. Each limits its libraries to one thread before loading them. On one core (or
+are busy. Each limits its libraries to one thread before loading them, and holds about 250 MB of its own
+once they are loaded (torch included). On one core (or
 ``OMP_NUM_THREADS=1``) there are no workers: fits run in this process, as a plain loop.
 """
 
@@ -55,13 +56,14 @@ def _start_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # a worker idles until loky ends it; if poise's process is killed (kill -9 runs nothing there), it ends now
     processes.when_parent_gone(os.getppid(), lambda: os._exit(0))
-    # loky ends a worker whose memory grew by 300 MB since its first task, taking it for a leak; loading torch
-    # for the first MLP does that, and the worker would be started again, and load it again, at every MLP
+    # loky ends a worker whose memory grew by 300 MB since its first task, taking it for a leak; a large table's
+    # fit can do that, and the worker would be started again, and load its libraries again
     process_executor._USE_PSUTIL = False
     import lightgbm  # noqa: F401
     import sklearn.ensemble  # noqa: F401
 
-    import poise.tools.compose  # noqa: F401  (models, strategies, preprocessing)
+    # the pipelines' parts (models, strategies, preprocessing) and torch, whose 1-2 s to load the clock would not see
+    from poise.tools import compose, torch_mlp  # noqa: F401
 
 
 def _executor(workers: int):  # noqa: ANN202  (loky's executor class is not public)

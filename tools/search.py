@@ -514,7 +514,7 @@ class _Search:
         import optuna
         from sklearn.base import clone
 
-        pipeline = build_pipeline(strategy, family, params, self.ctx)
+        pipeline = None  # built once a wave is sure to run: building an MLP's first loads torch (over a second)
         total, seen = np.zeros(len(self.y)), np.zeros(len(self.y))
         fold_scores, wave_seconds, fold_models = [], [], []
         first_ever = not self.best
@@ -529,6 +529,8 @@ class _Search:
                 wave = range(start, min(wave.stop, self.n_folds))
                 if not wave:
                     break
+            if pipeline is None:
+                pipeline = build_pipeline(strategy, family, params, self.ctx)
             jobs = []
             for fold in wave:
                 model = clone(pipeline)
