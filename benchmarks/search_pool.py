@@ -12,7 +12,9 @@ part within the budget, and the chosen model (the search's fold models, bagged) 
 ``--set NAME=JSON`` sets an attribute of ``poise.tools.search`` for the run: the arm under test, when the
 change is a constant. Arms that change code run from their own checkout (``git worktree``). With
 ``--cores 0,1`` the specs are dealt to one process per core, each pinned there (its CPU affinity); run two arms
-side by side with ``--cores 0`` and ``--cores 1``. One JSON file per (table, seed) lands in ``--out``.
+side by side with ``--cores 0`` and ``--cores 1``. ``--together`` runs one process on all the cores instead, so
+the search trains its folds side by side as it does for a user with that many cores. One JSON file per
+(table, seed) lands in ``--out``.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> None:
     specs = args.specs or [f"{t}:{s}" for t in args.tables for s in args.seeds]
     args.out.mkdir(parents=True, exist_ok=True)
     cores = core_list(args.cores) if args.cores else []
-    if len(cores) > 1:  # one pinned child per core, the specs dealt round-robin
+    if len(cores) > 1 and not args.together:  # one pinned child per core, the specs dealt round-robin
         children = [subprocess.Popen([
             sys.executable, __file__, "run", "--budget", str(args.budget), "--out", str(args.out), "--cores", str(core),
             *[x for kv in args.set for x in ("--set", kv)], "--specs", *specs[i::len(cores)]])
@@ -169,6 +171,8 @@ def main() -> None:
     r.add_argument("--seeds", type=int, nargs="+", default=[4, 5])
     r.add_argument("--tables", nargs="+", default=POOL)
     r.add_argument("--cores", default="", help="comma-separated cores: one pinned process per core")
+    r.add_argument("--together", action="store_true",
+                   help="one process on all of --cores (the search's fits side by side), not one per core")
     r.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
                    help="set a poise.tools.search attribute for this run")
     r.add_argument("--out", type=Path, required=True)
