@@ -118,6 +118,10 @@ def run(args: argparse.Namespace) -> None:
     if cores:
         os.sched_setaffinity(0, cores)
     os.environ.update(thread_env(max(len(cores), 1)))
+    from threadpoolctl import threadpool_limits
+
+    # run.py loaded scikit-learn's OpenMP before the lines above: it counted the cores then, not now
+    threadpool_limits(max(len(cores), 1) if cores else None)
     from poise.tools import search
 
     for assignment in args.set:
