@@ -144,7 +144,7 @@ def _cv_average_precision(X: pd.DataFrame, y: np.ndarray, base: list[str], steps
     oof = np.zeros(len(y))
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(frame, y))
     jobs = [(frame.iloc[train], y[train], frame.iloc[valid], seed) for train, valid in splits]
-    for (_, valid), proba in zip(splits, parallel.run_all(_fold_proba, jobs, min(parallel.cores(), folds)),
+    for (_, valid), proba in zip(splits, parallel.run_all(_fold_proba, jobs, parallel.workers(folds)),
                                  strict=True):
         oof[valid] = proba
     return float(average_precision_score(y, oof))

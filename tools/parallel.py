@@ -14,8 +14,8 @@ and extra trees alike, from 500 to 5,000 rows, sending rows and fitted models bo
 The workers are loky's (joblib's process executor, which needs no ``if __name__ == "__main__"`` guard in the
 caller's script), started the first time they are needed, or earlier by ``warm_up``, and kept while they
 are busy. Each limits its libraries to one thread before loading them, and holds about 250 MB of its own
-once they are loaded (torch included). On one core (or
-``OMP_NUM_THREADS=1``) there are no workers: fits run in this process, as a plain loop.
+once they are loaded (torch included). On one core (or ``OMP_NUM_THREADS=1``) there are no workers: fits
+run in this process, as a plain loop.
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ def cores() -> int:
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     wanted = os.environ.get("OMP_NUM_THREADS", "")
     return max(1, min(int(wanted), available)) if wanted.isdigit() else available
+
+
+def workers(fits: int) -> int:
+    """How many of ``fits`` independent fits run side by side: one per core, no more than there are fits."""
+    return min(cores(), fits)
 
 
 def _start_worker() -> None:

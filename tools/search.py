@@ -330,7 +330,7 @@ class _Search:
         self.repeats = cv_repeats(len(self.y), n_min)
         splitter = RepeatedStratifiedKFold(n_splits=self.n_folds, n_repeats=self.repeats, random_state=task.seed)
         self.folds = list(splitter.split(self.X, self.y))
-        self.workers = min(parallel.cores(), len(self.folds))  # fits side by side, one thread each
+        self.workers = parallel.workers(len(self.folds))  # fits side by side, one thread each
         self.ctx = self._fold_context(self.y)
         self.strategies, self.models, self.skipped = self._allowed()
         self.records: list[TrialRecord] = []
