@@ -66,7 +66,12 @@ def test_train_prints_the_registered_winner_as_json(trained_ai4i):
     assert summary["holdout"]["average_precision"] > 0.5  # far above the 3.4 % a guess gets
     dropped = {s["column"] for s in summary["plan"]["data_steps"] if s["action"] == "drop"}
     assert dropped == {"udi", "product_id"}
-    assert summary["promoted"] is True, summary["gate"]
+    assert summary["gate"]["passed"] is summary["promoted"]
+    assert summary["holdout"]["precision"] >= 0.5 or not summary["promoted"], summary["gate"]
+    # The floor is chosen with 95 % confidence on the out-of-fold rows; the holdout's own noise can
+    # still put its precision just under 0.5, and then the model must stay a challenger, saying why.
+    if not summary["promoted"]:
+        assert any(r.startswith("precision") and "< floor 0.5000" in r for r in summary["gate"]["reasons"])
 
 
 @pytest.mark.slow
@@ -97,7 +102,7 @@ def test_predict_with_a_missing_column_fails_cleanly(trained_ai4i, tmp_path):
 def test_models_lists_versions_aliases_and_metrics(trained_ai4i):
     listed = json.loads(poise("models", "--json").stdout)
     entry = next(m for m in listed if m["name"] == "ai4i-e2e")
-    assert entry["versions"][0]["aliases"] == ["champion"]
+    assert entry["versions"][0]["aliases"] == (["champion"] if trained_ai4i["promoted"] else ["challenger"])
     assert "holdout.average_precision" in entry["versions"][0]["tags"]
     assert "ai4i-e2e" in poise("models").stdout
 
