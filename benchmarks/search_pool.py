@@ -99,7 +99,7 @@ def one(name: str, seed: int, budget: float) -> dict:
         "notes": result.notes, "train_rows": int(len(fit.y)), "train_positives": int(np.sum(fit.y)),
         "arm_trials": {f"{s}/{e}": n for (s, e), n in collections.Counter(
             (r.strategy, r.estimator) for r in exploration.trials if r.state == "complete").items()},
-        "candidates": [candidate(m) for m in {id(m): m for m in [*searched.best, *searched._blend_pool()]}.values()],
+        "candidates": [candidate(m) for m in searched.best],
     }
 
 

@@ -226,7 +226,7 @@ def test_the_time_kept_back_is_for_the_candidate_selection_would_choose_now(tabl
     explored.best = [leader, plain]  # the same predictions: the leader does not win by more than noise
     assert explored._after_selection() == pytest.approx(
         search_module._HANDOFF_SECONDS + explored.full_fit_seconds([plain], len(table.y)))
-    monkeypatch.setattr(explored, "_beats", lambda challenger, incumbent, noise=None: (True, 0.05, 0.01))
+    monkeypatch.setattr(explored, "_beats", lambda challenger, incumbent: (True, 0.05, 0.01))
     explored.best = [replace(leader, trial=102), plain]  # a new leader, which wins
     assert explored._after_selection() == pytest.approx(
         search_module._HANDOFF_SECONDS + explored.full_fit_seconds([explored.best[0]], len(table.y)))
@@ -244,7 +244,7 @@ def test_a_blend_too_large_to_save_in_the_time_left_gives_way_to_the_best_single
     explored = exploration._search
     # a blend of the two best that wins by more than noise, whatever this small table's scores say
     monkeypatch.setattr(ensemble, "select", lambda *args, **kwargs: ({0: 0.5, 1: 0.5}, 1.0))
-    monkeypatch.setattr(explored, "_beats", lambda challenger, incumbent, noise=None: (True, 0.05, 0.01))
+    monkeypatch.setattr(explored, "_beats", lambda challenger, incumbent: (True, 0.05, 0.01))
     explored.deadline = time.monotonic() + 60
     members, notes = explored._final_members()
     assert len(members) == 2 and "beats" in notes[-1]
@@ -255,42 +255,3 @@ def test_a_blend_too_large_to_save_in_the_time_left_gives_way_to_the_best_single
     members, notes = explored._final_members()
     assert len(members) == 1 and members[0].trial == explored.best[0].trial
     assert "was not kept: saving its" in notes[-1]
-
-
-def test_a_blend_draws_on_the_best_of_each_leading_arm_not_five_tunings_of_one(table):
-    """Five tunings of one model are nearly one model: the fold models kept for the final model and a blend are the
-    best candidate of each leading arm (and the best plain one), however many tunings of the leading arm score
-    above them."""
-    from poise.tools import search as search_module
-
-    explored = search_module.explore(table.features, table.y, task(), plan(["none"], ["logistic_regression"],
-                                     max_trials=1), COLUMNS)._search
-    model = explored.best[0].fold_models
-    explored.best, explored.leaders = [], {}
-
-    def member(trial, strategy, estimator, score):
-        return search_module.Member(trial=trial, strategy=strategy, model=estimator, estimator=estimator, params={},
-                                    score=score, fit_seconds=1.0, oof=np.zeros(len(table.y)), fold_models=list(model))
-
-    for trial in range(8):  # eight tunings of the leader
-        explored._keep(member(trial, "none", "lightgbm", 0.90 - trial / 1000))
-    for trial, (strategy, estimator, score) in enumerate(
-            [("smote", "lightgbm", 0.85), ("none", "extra_trees", 0.80), ("smote", "extra_trees", 0.79),
-             ("easy_ensemble", "easy_ensemble", 0.75), ("class_weight", "logistic_regression", 0.70),
-             ("smote", "logistic_regression", 0.60)], start=8):
-        explored._keep(member(trial, strategy, estimator, score))
-
-    pool = explored._blend_pool()
-    assert [m.label for m in pool] == ["none/lightgbm", "smote/lightgbm", "none/extra_trees", "smote/extra_trees",
-                                       "easy_ensemble/easy_ensemble"]
-    assert [m.trial for m in pool][0] == 0 and explored._best_simple() is pool[0]
-    kept = {m.trial for m in [*explored.best, *explored.leaders.values()] if m.fold_models is not None}
-    assert kept == {m.trial for m in pool}  # the other tunings and the arms outside the five let theirs go
-
-    # saving the blend's extra bags is kept back from the search, up to a tenth of the budget
-    explored._chosen = None
-    for megabytes, expected in ((0.5, 0.0), (3.0, search_module._saving_seconds(15.0)),
-                                (100.0, 0.1 * explored.plan.budget_seconds)):
-        for m in pool:
-            m.megabytes = megabytes
-        assert explored._blend_reserve() == pytest.approx(expected)

@@ -16,11 +16,9 @@ Spending the budget: a small portfolio of configurations that are strong across 
 tables (boosted trees with native categories and a tuned threshold, a weighted linear
 model) runs first; TPE then searches the whole space. A resampling or balanced-ensemble arm
 that has lost to the plain arms by more than fold noise gets no further trials (a plain arm
-after two such losses to the best), and at the end a sampler or an ensemble strategy wins
-only by more than twice the standard error of its paired fold differences: on a few dozen
-positives most differences are noise. A blend (``tools.ensemble``) draws on the best candidate
-of each leading arm, since tunings of one model err alike, and wins by more than one standard
-error: averaging models that err differently lowers variance rather than adding to it.
+after two such losses to the best), and at the end a sampler, an ensemble strategy or a
+blend wins only by more than twice the standard error of its paired fold differences: on a
+few dozen positives most differences are noise.
 
 The cores: a trial's folds train in waves, one fit per core side by side, each on one thread in a
 worker process (``poise.tools.parallel``); on one core, one after another in this process. The results
@@ -100,17 +98,9 @@ DEFAULT_TRIALS: tuple[dict[str, Any], ...] = (
      "mlp__weight_decay": 1e-4, "mlp__batch_size": 256, "mlp__loss": "class_balanced"},
 )
 _LARGE_ROWS = 10_000  # from here the many-rounds configuration runs before the shallow one
-_BAGGED = 5  # how many arms' best candidates keep their fold models for the final model (or a blend)
+_BAGGED = 5  # how many of the best candidates keep their fold models for the final model
 _SIMPLE = ("none", "weights")  # strategy kinds that leave the data as it is
-_NOISE = 2.0  # standard errors a sampler or a balanced ensemble must win by
-#: Standard errors a blend must win by. A blend of the leading arms' best candidates lowers variance rather than
-#: adding a model the data may not support. Measured in-process at a 45 s budget on the 27 tables of
-#: benchmarks/search_pool.py × 2 seeds, one core: with the pool drawn from the leading arms, at 1 standard error and
-#: with the time to save the blend kept back, test average precision +0.0028 (standard error 0.0020) against the
-#: five best candidates at 2; 11 blends kept, higher on 8 tables, lower on 3.
-_BLEND_NOISE = 1.0
-#: The most of the budget kept back for saving a blend's extra models (blends of large forests run to hundreds of MB).
-_BLEND_SHARE = 0.1
+_NOISE = 2.0  # standard errors a sampler, a balanced ensemble or a blend must win by
 #: Saving, registering and scoring a final model take longer the larger it is: MLflow's log_model also loads
 #: it back to check its input example. Measured on one busy core: a 45 MB bag of extra-trees forests took
 #: 5.6 s more than a bag of boosted trees of under 1 MB. The caller's tail estimate covers the first _FREE_MB.
@@ -345,7 +335,6 @@ class _Search:
         self.strategies, self.models, self.skipped = self._allowed()
         self.records: list[TrialRecord] = []
         self.best: list[Member] = []  # the top candidates so far, best first
-        self.leaders: dict[tuple[str, str], Member] = {}  # the best candidate of each arm (strategy × model)
         self.fold_seconds: dict[tuple[str, str], float] = {}  # slowest fold per arm, per boosting round or tree
         self.seconds_per_cost = 0.0  # the slowest fold seen, per unit of the registries' relative cost
         self.quickest_fold = math.inf
@@ -408,8 +397,7 @@ class _Search:
         """The metric on each validation fold of the first repeat (together they cover every row once)."""
         return np.array([self._value(self.y[valid], oof[valid]) for _, valid in self.folds[: self.n_folds]])
 
-    def _beats(self, challenger: np.ndarray, incumbent: np.ndarray, noise: float | None = None
-               ) -> tuple[bool, float, float]:
+    def _beats(self, challenger: np.ndarray, incumbent: np.ndarray) -> tuple[bool, float, float]:
         """Whether ``challenger``'s out-of-fold predictions beat ``incumbent``'s by more than the noise: higher
         on all rows, and higher per fold by more than two standard errors of the paired fold differences
         (about a one-sided 5 % test on five folds). Returns that verdict, the mean fold gain and its error."""
@@ -419,7 +407,7 @@ class _Search:
             return False, float(np.mean(diff)) if len(diff) else 0.0, math.inf
         mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
         higher = self._value(self.y, challenger) > self._value(self.y, incumbent)
-        return bool(higher and mean > (_NOISE if noise is None else noise) * se and mean > 0), mean, se
+        return bool(higher and mean > _NOISE * se and mean > 0), mean, se
 
     def _best_simple(self) -> Member | None:
         return next((m for m in self.best if m.simple), None)
@@ -444,16 +432,7 @@ class _Search:
         follows it within the deadline (``_after_selection``)."""
         if not self.best:
             return 0.2
-        return 0.2 + 4 * _BAGGED * self.metric_seconds + self._after_selection() + self._blend_reserve()
-
-    def _blend_reserve(self) -> float:
-        """Seconds kept back for saving a blend's bags beyond the chosen candidate's, should the blend be kept: what
-        all of the blend pool's would take, at most ``_BLEND_SHARE`` of the budget (a larger blend is not kept)."""
-        if self.plan.ensemble_size < 2:
-            return 0.0
-        megabytes = sum(m.megabytes for m in self._blend_pool())
-        extra = _saving_seconds(megabytes) - _saving_seconds(self._choice().megabytes)
-        return min(max(extra, 0.0), _BLEND_SHARE * self.plan.budget_seconds)
+        return 0.2 + 4 * _BAGGED * self.metric_seconds + self._after_selection()
 
     def _after_selection(self) -> float:
         """Seconds kept back for training the chosen recipe on ``final_rows`` rows when asked (and for getting
@@ -632,27 +611,14 @@ class _Search:
 
     def _keep(self, member: Member, top: int = 20) -> None:
         """Remember the best candidates and their out-of-fold predictions; the fold models only of the
-        few that can still become the final model or part of a blend (they can be large): the best plain
-        candidate, and the best candidate of each of the leading arms. Five tunings of one model are
-        nearly one model; a blend gains from models that err differently."""
+        few that can still become the final model (they can be large)."""
         self.best = sorted([*self.best, member], key=lambda m: (-m.score, m.trial))[:top]
-        arm = (member.strategy, member.estimator)
-        if arm not in self.leaders or member.score > self.leaders[arm].score:
-            self.leaders[arm] = member
-        pool = self._blend_pool()
-        if any(m is member for m in pool):  # the final model or part of a blend: what saving it will cost
+        if self.best[0] is member:  # a new leader: what saving it will cost
             self._measure(member)
-        needed = {id(m) for m in pool}
-        for kept in [*self.best, *self.leaders.values()]:
-            if id(kept) not in needed:
-                kept.fold_models = None
-
-    def _blend_pool(self) -> list[Member]:
-        """The candidates a final model can be made of: the best of each of the ``_BAGGED`` leading arms, and
-        the best plain candidate."""
-        pool = sorted(self.leaders.values(), key=lambda m: (-m.score, m.trial))[:_BAGGED]
         simple = self._best_simple()
-        return pool if simple is None or any(m is simple for m in pool) else [*pool, simple]
+        for rank, kept in enumerate(self.best):
+            if rank >= _BAGGED and kept is not simple:
+                kept.fold_models = None
 
     @staticmethod
     def _measure(member: Member) -> None:
@@ -718,33 +684,30 @@ class _Search:
 
         chosen, notes = self._single()
         single = [replace(chosen, weight=1.0)]
-        pool = [m for m in self._blend_pool() if m.fold_models is not None]
+        pool = [m for m in self.best if m.fold_models is not None]
         if self.plan.ensemble_size < 2 or len(pool) < 2:
             return single, notes
         weights, _ = ensemble.select({i: m.oof for i, m in enumerate(pool)}, self.y, self.task.metric,
                                      self.params, max_members=self.plan.ensemble_size,
-                                     deadline=self.deadline - self._after_selection() - self._blend_reserve())
+                                     deadline=self.deadline - self._after_selection())
         if len(weights) < 2:
             return single, notes
         blend = sum(w * pool[i].oof for i, w in weights.items())
-        beaten, gain, se = self._beats(blend, chosen.oof, _BLEND_NOISE)
+        beaten, gain, se = self._beats(blend, chosen.oof)
         if not beaten:
             return single, [*notes, f"a blend of {len(weights)} candidates was not kept: {gain:+.4f} per fold over "
-                                    f"{chosen.label}, less than {_BLEND_NOISE:g} standard errors ({se:.4f})"]
+                                    f"{chosen.label}, less than {_NOISE:g} standard errors ({se:.4f})"]
         for i in weights:
             self._measure(pool[i])
         members = [replace(pool[i], weight=w) for i, w in sorted(weights.items(), key=lambda kv: -kv[1])]
         verdict = f"a blend of {len(members)} candidates beats {chosen.label} by {gain:+.4f} per fold (standard " \
                   f"error {se:.4f})"
-        # the time kept back covers what the chosen candidate alone still needs; saving the blend's other bags must
-        # fit in what is left beyond that
+        # the time kept back covers saving the chosen candidate alone; the blend's other bags must fit in what is left
         megabytes = sum(m.megabytes for m in members)
-        extra = _saving_seconds(megabytes) - _saving_seconds(chosen.megabytes)
-        spare = self.deadline - time.monotonic() - self._after_selection()
-        if extra > max(spare, 0.0):
+        saving, left = _saving_seconds(megabytes), self.deadline - time.monotonic()
+        if saving > left - _HANDOFF_SECONDS:
             return single, [*notes, f"{verdict}, but was not kept: saving its {megabytes:.0f} MB of models would take "
-                                    f"about {extra:.0f} s more than {chosen.label} alone, and {max(spare, 0.0):.0f} s "
-                                    "are spare"]
+                                    f"about {saving:.0f} s, and {max(left, 0.0):.0f} s are left"]
         return members, [*notes, verdict]
 
     def refit(self, members: list[Member], search_seconds: float, notes: list[str] | None = None) -> SearchResult:
