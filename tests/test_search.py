@@ -255,3 +255,9 @@ def test_a_blend_too_large_to_save_in_the_time_left_gives_way_to_the_best_single
     members, notes = explored._final_members()
     assert len(members) == 1 and members[0].trial == explored.best[0].trial
     assert "was not kept: saving its" in notes[-1]
+
+    # with saving free again, a blend adds no saving time, and is kept even when the search has used its time
+    monkeypatch.setattr(search_module, "_FREE_MB", 1e6)
+    explored.deadline = time.monotonic() - 1
+    members, notes = explored._final_members()
+    assert len(members) == 2 and "beats" in notes[-1]

@@ -702,12 +702,15 @@ class _Search:
         members = [replace(pool[i], weight=w) for i, w in sorted(weights.items(), key=lambda kv: -kv[1])]
         verdict = f"a blend of {len(members)} candidates beats {chosen.label} by {gain:+.4f} per fold (standard " \
                   f"error {se:.4f})"
-        # the time kept back covers saving the chosen candidate alone; the blend's other bags must fit in what is left
+        # the time kept back covers saving the chosen candidate alone; what the blend's other bags add to saving
+        # must fit in the time to spare beyond that
         megabytes = sum(m.megabytes for m in members)
-        saving, left = _saving_seconds(megabytes), self.deadline - time.monotonic()
-        if saving > left - _HANDOFF_SECONDS:
+        extra = _saving_seconds(megabytes) - _saving_seconds(chosen.megabytes)
+        spare = self.deadline - time.monotonic() - self._after_selection()
+        if extra > max(spare, 0.0):
             return single, [*notes, f"{verdict}, but was not kept: saving its {megabytes:.0f} MB of models would take "
-                                    f"about {saving:.0f} s, and {max(left, 0.0):.0f} s are left"]
+                                    f"about {extra:.0f} s more than {chosen.label} alone, and {max(spare, 0.0):.0f} s "
+                                    "are to spare"]
         return members, [*notes, verdict]
 
     def refit(self, members: list[Member], search_seconds: float, notes: list[str] | None = None) -> SearchResult:
