@@ -364,7 +364,7 @@ def evaluate_on_holdout(task_spec: TaskSpec, split: Split, result: SearchResult,
         model_name=task_spec.model_name, run_id=run.run_id, strategy=result.strategy, estimator=result.estimator,
         params=result.params, threshold=result.threshold, metric=task_spec.metric, cv_score=result.cv_score,
         cv_metrics=result.cv_metrics, holdout_metrics=holdout_metrics, n_trials=result.n_trials,
-        search_seconds=result.search_seconds + result.refit_seconds,
+        search_seconds=result.search_seconds + result.refit_seconds, choices=result.notes,
         positive_label=split.positive_label, negative_label=split.negative_label, features=columns.all,
     )
 

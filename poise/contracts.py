@@ -371,6 +371,9 @@ class Candidate(_Contract):
     features: list[str] = Field(default_factory=list)
     trained_on: str = Field(default="", description="Which rows the registered model learned from, in words: "
                                                     "'the registered model learned from ...'.")
+    choices: list[str] = Field(default_factory=list, description="Why the search chose this model and threshold, "
+                                                                 "in words: a candidate kept over another on noise, "
+                                                                 "how the threshold keeps the task's floors.")
     trained_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

@@ -72,6 +72,9 @@ def test_train_prints_the_registered_winner_as_json(trained_ai4i):
     # still put its precision just under 0.5, and then the model must stay a challenger, saying why.
     if not summary["promoted"]:
         assert any(r.startswith("precision") and "< floor 0.5000" in r for r in summary["gate"]["reasons"])
+    # and the output says how the threshold keeps the floor on the out-of-fold rows
+    assert any("precision >= 0.5" in choice and f"threshold {summary['threshold']:.4f}" in choice
+               for choice in summary["choices"]), summary["choices"]
 
 
 @pytest.mark.slow

@@ -89,6 +89,42 @@ def test_a_confident_threshold_keeps_the_floor_of_the_deployed_model_more_often(
     assert misses[0.0] > 0.4 and misses[metrics.FLOOR_CONFIDENCE_Z] < min(0.3, misses[0.0] / 2)
 
 
+def test_the_floor_note_says_how_the_threshold_keeps_the_floor_and_what_confidence_costs(scores):
+    """The user sees why recall is lower than the measured curve allows, or that a floor is kept only as
+    measured (too few rows to be sure), or not at all."""
+    y, proba = scores
+    assert metrics.floor_note("mcc", y, proba, 0.5, {"beta": 1.0}) is None  # no floor, nothing to say
+    params = {"min_precision": 0.6}
+    threshold, recall = metrics.best_threshold("recall_at_precision", y, proba, params)
+    as_measured = metrics.best_threshold("recall_at_precision", y, proba, params, z=0.0)[1]
+    assert as_measured > recall  # on these scores, confidence costs recall ...
+    note = metrics.floor_note("recall_at_precision", y, proba, threshold, params)
+    assert "precision >= 0.6 with 95 % confidence" in note
+    assert f"recall {recall:.3f}, where a threshold meeting the floor only as measured gives {as_measured:.3f}" in note
+
+    few = np.r_[np.ones(3, dtype=int), np.zeros(20, dtype=int)], np.r_[[0.9, 0.8, 0.3], np.linspace(0, 0.5, 20)]
+    threshold, _ = metrics.best_threshold("recall_at_precision", *few, params)
+    assert metrics.metric_value("precision", *few, threshold) >= 0.6  # met as measured: 3 rows cannot be sure
+    assert "surest of those that meet it as measured" in metrics.floor_note("recall_at_precision", *few, threshold,
+                                                                            params)
+    note = metrics.floor_note("recall_at_precision", *few, threshold, {"min_precision": 1.0 + 1e-9})
+    assert "even as measured" in note
+    # a constrained metric's own floor counts when the task leaves it unstated (0.5)
+    assert "precision >= 0.5" in metrics.floor_note("recall_at_precision", y, proba, 0.5, {})
+
+
+def test_with_no_threshold_sure_the_surest_that_meets_the_floor_as_measured_is_kept():
+    """On a few positives, the cut with the most recall among those meeting the floor as measured sits right at the
+    floor; the one whose lower bound is highest keeps it on new rows far more often."""
+    y = np.r_[np.ones(4, dtype=int), np.zeros(40, dtype=int)]
+    proba = np.r_[[0.95, 0.9, 0.6, 0.5], [0.92, 0.55, 0.52], np.linspace(0.0, 0.45, 37)]
+    # as measured, every positive above 0.475 is 4 of 7 (0.57), 3 of 4 above 0.575 (0.75): neither sure at 95 %,
+    # the second surer (Wilson lower bound 0.36 against 0.29)
+    threshold, recall = metrics.best_threshold("recall_at_precision", y, proba, {"min_precision": 0.55})
+    assert threshold == pytest.approx(0.575) and recall == 0.75
+    assert metrics.best_threshold("recall_at_precision", y, proba, {"min_precision": 0.55}, z=0.0)[1] == 1.0
+
+
 def test_every_floor_bounds_the_threshold_whatever_the_metric(scores):
     y, proba = scores
     free, _ = metrics.best_threshold("mcc", y, proba)

@@ -721,6 +721,7 @@ class _Search:
         oof = sum(m.weight * m.oof for m in members)
         final = fitted[0] if len(fitted) == 1 else BlendClassifier(fitted, [m.weight for m in members])
         threshold, cv_score = metrics.best_threshold(self.task.metric, self.y, oof, self.params)
+        floors = metrics.floor_note(self.task.metric, self.y, oof, threshold, self.params)
         return SearchResult(
             pipeline=final,
             members=members,
@@ -732,7 +733,7 @@ class _Search:
             skipped=self.skipped,
             search_seconds=search_seconds,
             refit_seconds=time.monotonic() - tick,
-            notes=list(notes or []),
+            notes=[*(notes or []), *([floors] if floors else [])],
         )
 
     def _final_model(self, member: Member) -> Pipeline | BlendClassifier:

@@ -250,6 +250,8 @@ def show_outcome(view: RunView, as_json: bool, notices: list[Notice] | None = No
         stdout.print(f"{candidate['model_name']} v{candidate['version']}: {candidate['strategy']} + "
                      f"{candidate['estimator']}, holdout {metric} {candidate['holdout_metrics'][metric]:.4f}, "
                      f"average precision {candidate['holdout_metrics']['average_precision']:.4f}")
+        for choice in candidate.get("choices", []):  # runs recorded before choices were kept have none
+            stdout.print(f"  {choice}", highlight=False)
     if gate:
         verdict = "[green]passed[/]" if gate["passed"] else "[red]not passed[/]"
         stdout.print(f"gates {verdict}: " + "; ".join(gate["reasons"]))

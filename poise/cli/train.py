@@ -106,6 +106,7 @@ def _summary(outcome: TrainingOutcome) -> dict[str, Any]:
         "holdout": c.holdout_metrics,
         "cv": c.cv_metrics,
         "trained_on": c.trained_on,
+        "choices": c.choices,
         "positive_label": c.positive_label,
         "n_trials": c.n_trials,
         "gate": outcome.gate.model_dump(mode="json"),
@@ -140,6 +141,10 @@ def _print_summary(outcome: TrainingOutcome) -> None:
     out.print(table)
     if c.trained_on:
         out.print(f"the registered model learned from {c.trained_on}", highlight=False)
+    if c.choices:
+        out.print("how it was chosen:")
+    for choice in c.choices:
+        out.print(f"  {choice}", highlight=False)
     gate = outcome.gate
     for warning in gate.warnings:
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)
