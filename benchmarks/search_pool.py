@@ -14,7 +14,8 @@ change is a constant. Arms that change code run from their own checkout (``git w
 ``--cores 0,1`` the specs are dealt to one process per core, each pinned there (its CPU affinity); run two arms
 side by side with ``--cores 0`` and ``--cores 1``. ``--together`` runs one process on all the cores instead, so
 the search trains its folds side by side as it does for a user with that many cores. One JSON file per
-(table, seed) lands in ``--out``.
+(table, seed) lands in ``--out``, with a ``.npz`` of the predictions
+behind it (see ``one``), so that selection rules can be compared offline on the same candidates.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def load(name: str):
     return unseen_table(name)
 
 
-def one(name: str, seed: int, budget: float) -> dict:
+def one(name: str, seed: int, budget: float) -> tuple[dict, dict]:
+    """The row of one (table, seed), and the arrays to study selection on offline: the training part's target,
+    its first repeat's fold of each row, every kept candidate's out-of-fold and test probabilities (NaN where
+    its fold models were not kept), and the test target."""
     import numpy as np
     from run import split_table
     from sklearn.metrics import average_precision_score
@@ -85,13 +89,21 @@ def one(name: str, seed: int, budget: float) -> dict:
     proba = result.pipeline.predict_proba(test[columns.all])[:, 1]
     searched = exploration._search
 
-    def candidate(member) -> dict:  # the top candidates, and how each would have done: to study selection on
-        bag = member.fold_models and searched._final_model(member)
+    test_proba = np.full((len(searched.best), len(y_test)), np.nan)
+
+    def candidate(i: int, member) -> dict:  # the top candidates, and how each would have done: to study selection on
+        if member.fold_models:
+            test_proba[i] = searched._final_model(member).predict_proba(test[columns.all])[:, 1]
         return {"label": member.label, "trial": member.trial, "cv_score": member.score,
                 "fold_scores": searched._fold_scores(member.oof).tolist(), "simple": member.simple,
-                "test_ap": float(average_precision_score(y_test, bag.predict_proba(test[columns.all])[:, 1]))
-                if bag else None}
+                "test_ap": float(average_precision_score(y_test, test_proba[i])) if member.fold_models else None}
 
+    candidates = [candidate(i, m) for i, m in enumerate(searched.best)]
+    fold = np.zeros(len(fit.y), dtype=int)
+    for k, (_, valid) in enumerate(searched.folds[: searched.n_folds]):
+        fold[valid] = k
+    arrays = {"y": np.asarray(fit.y), "fold": fold, "oof": np.array([m.oof for m in searched.best]),
+              "test": test_proba, "y_test": y_test}
     return {
         "table": name, "seed": seed, "budget": budget, "test_ap": float(average_precision_score(y_test, proba)),
         "cv_score": result.cv_score, "seconds": seconds, "trials": result.n_trials,
@@ -99,8 +111,8 @@ def one(name: str, seed: int, budget: float) -> dict:
         "notes": result.notes, "train_rows": int(len(fit.y)), "train_positives": int(np.sum(fit.y)),
         "arm_trials": {f"{s}/{e}": n for (s, e), n in collections.Counter(
             (r.strategy, r.estimator) for r in exploration.trials if r.state == "complete").items()},
-        "candidates": [candidate(m) for m in searched.best],
-    }
+        "candidates": candidates,
+    }, arrays
 
 
 def run(args: argparse.Namespace) -> None:
@@ -122,6 +134,8 @@ def run(args: argparse.Namespace) -> None:
 
     # run.py loaded scikit-learn's OpenMP before the lines above: it counted the cores then, not now
     threadpool_limits(max(len(cores), 1) if cores else None)
+    import numpy as np
+
     from poise.tools import search
 
     for assignment in args.set:
@@ -135,7 +149,8 @@ def run(args: argparse.Namespace) -> None:
         if target.exists():  # a run stopped part-way goes on where it was
             continue
         try:
-            row = one(table, int(seed), args.budget)
+            row, arrays = one(table, int(seed), args.budget)
+            np.savez_compressed(target.with_suffix(".npz"), **arrays)
         except Exception as exc:  # one table's failure is a row, not the end of the run
             row = {"table": table, "seed": int(seed), "error": f"{type(exc).__name__}: {exc}"}
         target.write_text(json.dumps(row, indent=1))
@@ -167,6 +182,60 @@ def compare(args: argparse.Namespace) -> None:
                   f"{statistics.fmean(best):.4f}")
 
 
+def rules(args: argparse.Namespace) -> None:
+    """Selection rules compared offline on one run's saved candidates: each rule sees only the training part's
+    out-of-fold predictions, and is judged by the test average precision of what it picks."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score as ap
+
+    from poise.tools import ensemble
+
+    def fold_scores(y, fold, proba):
+        return np.array([ap(y[fold == k], proba[fold == k]) for k in range(fold.max() + 1)])
+
+    def beats(y, fold, a, b, noise):
+        d = fold_scores(y, fold, a) - fold_scores(y, fold, b)
+        return ap(y, a) > ap(y, b) and d.mean() > noise * d.std(ddof=1) / len(d) ** 0.5
+
+    results: dict[str, list[float]] = collections.defaultdict(list)
+    for path in sorted(args.run.glob("*.npz")):
+        z = np.load(path)
+        y, fold, oof, test, y_test = z["y"], z["fold"], z["oof"], z["test"], z["y_test"]
+        bagged = [i for i in range(len(oof)) if not np.isnan(test[i]).any()]
+        if not bagged:
+            continue
+        row = json.loads(path.with_suffix(".json").read_text())
+        cv = {i: ap(y, oof[i]) for i in bagged}
+        order = sorted(bagged, key=lambda i: -cv[i])
+        best = order[0]
+        picks = {"as run": row["test_ap"], "best cv": ap(y_test, test[best]),
+                 "oracle": max(ap(y_test, test[i]) for i in bagged)}
+        for k in (2, 3, 5):
+            picks[f"mean of top {k}"] = ap(y_test, test[order[:k]].mean(axis=0))
+        weights, _ = ensemble.select({i: oof[i] for i in bagged}, y, "average_precision", {})
+        blend_oof = sum(w * oof[i] for i, w in weights.items())
+        blend_test = sum(w * test[i] for i, w in weights.items())
+        for noise in (0.0, 1.0, 2.0):
+            keep = len(weights) > 1 and beats(y, fold, blend_oof, oof[best], noise)
+            picks[f"blend at {noise:g} se"] = ap(y_test, blend_test if keep else test[best])
+        # the earliest trial (the portfolio runs first) within one standard error of the best
+        for noise in (1.0, 2.0):
+            close = [i for i in bagged if i == best or not beats(y, fold, oof[best], oof[i], noise)]
+            earliest = min(close, key=lambda i: row["candidates"][i]["trial"])
+            picks[f"earliest within {noise:g} se"] = ap(y_test, test[earliest])
+        for name, value in picks.items():
+            results[name].append(value)
+        if args.verbose:
+            print(path.stem[:40].ljust(40), " ".join(f"{v:.3f}" for v in picks.values()))
+    base = np.array(results["as run"])
+    print(f"{len(base)} (table, seed) pairs from {args.run}")
+    for name, values in results.items():
+        d = np.array(values) - base
+        se = d.std(ddof=1) / len(d) ** 0.5
+        print(f"{name:26} mean {np.mean(values):.4f}  vs as run {d.mean():+.4f} (se {se:.4f})"
+              f"  higher {int((d > 5e-4).sum())}, lower {int((d < -5e-4).sum())}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,8 +253,11 @@ def main() -> None:
     c = sub.add_parser("compare", help="the paired difference of two runs (B minus A)")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
+    u = sub.add_parser("rules", help="selection rules compared offline on one run's saved predictions")
+    u.add_argument("run", type=Path)
+    u.add_argument("--verbose", action="store_true", help="one line per (table, seed)")
     args = parser.parse_args()
-    run(args) if args.command == "run" else compare(args)
+    {"run": run, "compare": compare, "rules": rules}[args.command](args)
 
 
 if __name__ == "__main__":
