@@ -212,13 +212,20 @@ def rules(args: argparse.Namespace) -> None:
                  "oracle": max(ap(y_test, test[i]) for i in bagged)}
         for k in (2, 3, 5):
             picks[f"mean of top {k}"] = ap(y_test, test[order[:k]].mean(axis=0))
+        # the leader, unless it resamples and does not beat the best plain candidate by so many standard errors
+        simple = next((i for i in order if row["candidates"][i]["simple"]), best)
+        single = {noise: simple if not row["candidates"][best]["simple"]
+                  and not beats(y, fold, oof[best], oof[simple], noise) else best for noise in (1.0, 2.0)}
         weights, _ = ensemble.select({i: oof[i] for i in bagged}, y, "average_precision", {})
         blend_oof = sum(w * oof[i] for i, w in weights.items())
         blend_test = sum(w * test[i] for i, w in weights.items())
-        for noise in (0.0, 1.0, 2.0):
-            keep = len(weights) > 1 and beats(y, fold, blend_oof, oof[best], noise)
-            picks[f"blend at {noise:g} se"] = ap(y_test, blend_test if keep else test[best])
-        # the earliest trial (the portfolio runs first) within one standard error of the best
+        for sampler in (1.0, 2.0):
+            picks[f"single, sampler at {sampler:g} se"] = ap(y_test, test[single[sampler]])
+            for noise in (0.0, 1.0, 2.0):
+                chosen = single[sampler]
+                keep = len(weights) > 1 and beats(y, fold, blend_oof, oof[chosen], noise)
+                picks[f"s{sampler:g} + blend at {noise:g} se"] = ap(y_test, blend_test if keep else test[chosen])
+        # the earliest trial (the portfolio runs first) within a few standard errors of the best
         for noise in (1.0, 2.0):
             close = [i for i in bagged if i == best or not beats(y, fold, oof[best], oof[i], noise)]
             earliest = min(close, key=lambda i: row["candidates"][i]["trial"])
