@@ -42,6 +42,8 @@ class _LocalServer:
     process: subprocess.Popen
     url: str
     log: Path
+    home: Path
+    restarted: bool = False  # started a second time, after the first stopped at start-up
 
 
 _server: _LocalServer | None = None
@@ -56,13 +58,20 @@ def start_prefect_server(home: Path) -> None:
     Call ``wait_for_prefect_server()`` before the first flow runs.
     """
     import atexit
-    import subprocess
-
-    from poise import processes
 
     global _server
     if _server is not None or _users_prefect_api() or threading.current_thread() is not threading.main_thread():
         return
+    _server = _launch(home)
+    atexit.register(stop_prefect_server)
+
+
+def _launch(home: Path, restarted: bool = False) -> _LocalServer:
+    """Start the server process on a free port, and point this process at it."""
+    import subprocess
+
+    from poise import processes
+
     port = processes.free_port()
     log = home / "logs" / "prefect-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -73,10 +82,10 @@ def start_prefect_server(home: Path) -> None:
             env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, start_new_session=True,
             preexec_fn=_die_with_parent(),
         )
-    _server = _LocalServer(process, f"http://127.0.0.1:{port}/api", log)
-    os.environ["PREFECT_API_URL"] = _server.url
+    server = _LocalServer(process, f"http://127.0.0.1:{port}/api", log, home, restarted)
+    os.environ["PREFECT_API_URL"] = server.url
     _refresh_prefect_settings()
-    atexit.register(stop_prefect_server)
+    return server
 
 
 def _users_prefect_api() -> str | None:
@@ -123,10 +132,12 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 def wait_for_prefect_server(timeout: float = 120.0) -> None:
-    """Block until the server ``start_prefect_server`` started answers (no-op when poise started none)."""
+    """Block until the server ``start_prefect_server`` started answers (no-op when poise started none). A
+    server that stops at start-up is started once more, on a new port, before this gives up."""
     import urllib.error
     import urllib.request
 
+    global _server
     if _server is None:
         return
     if _server.process.poll() is None:  # while it starts: what Prefect loads on its first flow call (~5 s)
@@ -134,8 +145,17 @@ def wait_for_prefect_server(timeout: float = 120.0) -> None:
         import prefect.task_engine  # noqa: F401
     until = time.monotonic() + timeout
     while True:
+        if _server.process.poll() is not None and not _server.restarted:
+            # once more on a new port: its port taken between choosing and binding it, or a start that failed
+            # on a busy machine, should not cost the user the run; the log keeps what the first one said
+            with _server.log.open("a") as log:
+                log.write(f"\n[poise] the server stopped at start-up (exit code {_server.process.returncode}); "
+                          "starting it again on a new port\n")
+            _server = _launch(_server.home, restarted=True)
+            until = time.monotonic() + timeout
+            continue
         if _server.process.poll() is not None:
-            raise PoiseError(f"the local Prefect server stopped at start-up (exit code "
+            raise PoiseError(f"the local Prefect server stopped at start-up twice (exit code "
                              f"{_server.process.returncode}); its log is {_server.log}",
                              "see that log, or point PREFECT_API_URL at a running Prefect server")
         try:

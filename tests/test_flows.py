@@ -3,6 +3,9 @@ POISE_HOME, MLflow on SQLite, and a real model server told about the promotion."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import httpx
@@ -214,3 +217,29 @@ def test_mlflow_errors_are_judged_by_their_code_and_an_unreachable_server_is_ret
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     unreachable = _raised_by(lambda: mlflow.MlflowClient(f"http://127.0.0.1:{port}").get_experiment("0"))
     assert isinstance(unreachable, MlflowException) and is_transient(unreachable)
+
+
+RESTART = """
+import os, signal, sys
+from pathlib import Path
+from poise.pipelines import runtime
+home = Path(sys.argv[1])
+runtime.start_prefect_server(home)
+first = runtime._server
+os.killpg(first.process.pid, signal.SIGKILL)  # the server dies at start-up, as under a busy start
+first.process.wait()
+runtime.wait_for_prefect_server()
+print(first.url, runtime._server.url, os.environ["PREFECT_API_URL"])
+"""
+
+
+def test_a_local_prefect_server_that_stops_at_start_up_is_started_again_on_a_new_port(tmp_path):
+    env = {**os.environ, "POISE_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "home" / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run([sys.executable, "-c", RESTART, str(tmp_path / "home")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    first, second, pointed = done.stdout.split()
+    assert first != second and pointed == second  # this process now talks to the one that answered
+    log = (tmp_path / "home" / "logs" / "prefect-server.log").read_text()
+    assert "stopped at start-up (exit code -9); starting it again on a new port" in log
