@@ -31,6 +31,8 @@ CONSTRAINED_METRICS = ("recall_at_precision", "precision_at_recall")
 #: Together the three kinds are exactly ``poise.contracts.METRICS`` (tests/test_metrics.py checks it).
 #: The quantities a floor can be set on (``min_precision``, ``min_recall``), at a threshold.
 FLOORED = {"precision": "min_precision", "recall": "min_recall"}
+#: Each constrained metric: the quantity it gains, and the one whose floor it keeps (0.5 unless given).
+_CONSTRAINED = {"recall_at_precision": ("recall", "precision"), "precision_at_recall": ("precision", "recall")}
 #: How sure a threshold chosen on out-of-fold rows must be that a floor holds: the one-sided
 #: Wilson lower bound at this z (1.645: 95 % one-sided) must reach the floor. A cut exactly at the
 #: floor misses it on new rows about half the time, and one at z = 1 (84 %) still about one time in
@@ -125,12 +127,10 @@ def ranking_score(name: str, y: np.ndarray, proba: np.ndarray, params: Mapping[s
         return float(np.sum(np.diff(sweep.recall, prepend=0.0) * sweep.precision))
     if name == "roc_auc":  # the trapezoids under (false positive rate, true positive rate)
         return float(np.trapezoid(np.r_[0.0, sweep.recall], np.r_[0.0, 1.0 - sweep.specificity]))
-    if name == "recall_at_precision":
-        ok = sweep.precision >= params.get("min_precision", 0.5)
-        return float(sweep.recall[ok].max()) if ok.any() else 0.0
-    if name == "precision_at_recall":
-        ok = sweep.recall >= params.get("min_recall", 0.5)
-        return float(sweep.precision[ok].max()) if ok.any() else 0.0
+    if name in _CONSTRAINED:
+        gained, floored = _CONSTRAINED[name]
+        ok = getattr(sweep, floored) >= params.get(FLOORED[floored], 0.5)
+        return float(getattr(sweep, gained)[ok].max()) if ok.any() else 0.0
     raise ValueError(f"unknown ranking metric {name!r}; known: {', '.join(RANKING_METRICS + CONSTRAINED_METRICS)}")
 
 
@@ -155,10 +155,9 @@ def constrained_score(
     y, proba = _check(y, proba)
     params = params or {}
     at = _Confusion.at(y, proba, threshold)
-    if name == "recall_at_precision":
-        return float(at.recall[0]) if at.precision[0] >= params.get("min_precision", 0.5) else 0.0
-    if name == "precision_at_recall":
-        return float(at.precision[0]) if at.recall[0] >= params.get("min_recall", 0.5) else 0.0
+    if name in _CONSTRAINED:
+        gained, floored = _CONSTRAINED[name]
+        return float(getattr(at, gained)[0]) if getattr(at, floored)[0] >= params.get(FLOORED[floored], 0.5) else 0.0
     raise ValueError(f"unknown constrained metric {name!r}; known: {', '.join(CONSTRAINED_METRICS)}")
 
 
@@ -201,7 +200,7 @@ def _meets_floors(sweep: _Confusion, params: Mapping[str, float], z: float = FLO
     surest, far less often: ``benchmarks/floor_confidence.py``); all False when even that fails."""
     sure, plain, margin = _sure_and_plain(sweep, params, z)
     if sure.any() or not plain.any():
-        return sure if sure.any() else plain
+        return sure
     return plain & (margin >= np.max(margin[plain]) - 1e-12)
 
 
@@ -209,9 +208,8 @@ def _floors(name: str, params: Mapping[str, float]) -> dict[str, float]:
     """The floors a threshold for metric ``name`` must keep: those in ``params``, and a constrained
     metric's own (0.5 unless given)."""
     floors = {k: float(params[k]) for k in FLOORED.values() if k in params}
-    own = {"recall_at_precision": "min_precision", "precision_at_recall": "min_recall"}.get(name)
-    if own is not None:
-        floors.setdefault(own, 0.5)
+    if name in _CONSTRAINED:
+        floors.setdefault(FLOORED[_CONSTRAINED[name][1]], 0.5)
     return floors
 
 
@@ -237,8 +235,7 @@ def best_threshold(
     sweep, thresholds = _sweep(y, proba)
     if name in CONSTRAINED_METRICS:
         ok = _meets_floors(sweep, {**params, **_floors(name, params)}, z)
-        gained, tie = (sweep.recall, sweep.precision) if name == "recall_at_precision" else \
-            (sweep.precision, sweep.recall)
+        gained, tie = (getattr(sweep, quantity) for quantity in _CONSTRAINED[name])
         if not ok.any():  # infeasible: the most precise cut (or every row, for a recall floor), and an honest 0
             fallback = np.argmax(sweep.precision) if name == "recall_at_precision" else len(thresholds) - 1
             return float(thresholds[int(fallback)]), 0.0
@@ -314,7 +311,7 @@ def floor_note(
     rows = f"the {len(y)} out-of-fold rows"
     if sure.any():
         kept, as_measured = best_threshold(name, y, proba, params)[1], best_threshold(name, y, proba, params, z=0.0)[1]
-        label = {"recall_at_precision": "recall", "precision_at_recall": "precision"}.get(name, name)
+        label = _CONSTRAINED[name][0] if name in _CONSTRAINED else name
         cost = "" if name in RANKING_METRICS or kept >= as_measured else \
             f"; {label} {kept:.3f}, where a threshold meeting the floor only as measured gives {as_measured:.3f}"
         return f"threshold {threshold:.4f} keeps {stated} with 95 % confidence on {rows}: {figures}{cost}"
