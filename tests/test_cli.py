@@ -51,7 +51,7 @@ def test_train_help_names_the_contracts_metrics_and_default_budget():
 @pytest.fixture(scope="module")
 def trained_ai4i(tmp_path_factory) -> dict:
     """`poise train` on the shipped AI4I file, with a precision constraint, as the README shows."""
-    done = poise("train", AI4I, "--target", "target", "--min-precision", "0.5", "--budget", "25",
+    done = poise("train", AI4I, "--target", "target", "--min-precision", "0.5", "--budget", "15",
                  "--name", "ai4i-e2e", "--json")
     return json.loads(done.stdout)
 

@@ -115,7 +115,7 @@ def _trials_logged(model: str) -> int:
 def test_a_killed_run_resumes_from_its_last_checkpoint(table):
     journal = Journal(get_settings().home / "runs.db")
     before = {r["run_id"] for r in journal.runs()}
-    process = subprocess.Popen([*POISE, "run", f"catch failures in {table}, 20 seconds", "--auto-approve"],
+    process = subprocess.Popen([*POISE, "run", f"catch failures in {table}, 10 seconds", "--auto-approve"],
                                env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def training() -> str | None:
