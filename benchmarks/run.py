@@ -539,10 +539,12 @@ def table(rows: list[Row], meta: dict) -> str:
         "",
     ]
     if "carried" in meta:
-        carried = meta["carried"]
-        lines[-1:-1] = ["", f"Rows of {', '.join(SYSTEMS[s] for s in carried['systems'])} "
-                            f"are carried from an earlier run on the same splits (`{carried['command']}`), "
-                            "not run again."]
+        by_command: dict[str, list[str]] = {}
+        for system in SYSTEMS:
+            if system in meta["carried"].get("systems", ()) or system in meta["carried"].get("commands", {}):
+                by_command.setdefault(made_by(meta, system), []).append(SYSTEMS[system])
+        lines[-1:-1] = ["", "Rows carried from earlier runs on the same splits, not run again: " + "; ".join(
+            f"{', '.join(names)} from `{command}`" for command, names in by_command.items()) + "."]
     lines += metric_section(df, "average_precision", "PR-AUC (average precision)", systems)
     lines += metric_section(df, "mcc", "MCC", systems)
     lines += poise_against_peers(df, systems)
@@ -567,6 +569,17 @@ def load_rows(path: Path) -> list[Row]:
     return [Row(**r) for r in frame[[f.name for f in fields(Row)]].to_dict("records")]
 
 
+def made_by(meta: dict, system: str) -> str:
+    """The command that made ``system``'s rows of a run whose metadata is ``meta``: the run itself, or, where it
+    carried them, the run it carried them from."""
+    carried = meta.get("carried", {})
+    if "commands" in carried:
+        return carried["commands"].get(system, meta.get("command", ""))
+    if system in carried.get("systems", ()):  # written before each system's command was kept
+        return carried["command"]
+    return meta.get("command", "")
+
+
 def carried_rows(args: argparse.Namespace, meta: dict) -> list[Row]:
     """The rows of ``args.carry`` for the systems this run leaves out, on the tables, seeds and budget it runs;
     ``meta`` records where they came from."""
@@ -577,8 +590,9 @@ def carried_rows(args: argparse.Namespace, meta: dict) -> list[Row]:
         raise SystemExit(f"error: {args.carry} has no rows of other systems for these tables, seeds and budget\n"
                          "fix: carry the .csv of a run with the same --budget, tables and seeds")
     earlier = args.carry.with_suffix(".json")
-    meta["carried"] = {"from": str(args.carry), "systems": sorted({r.system for r in kept}),
-                       "command": json.loads(earlier.read_text()).get("command", "") if earlier.exists() else ""}
+    earlier = json.loads(earlier.read_text()) if earlier.exists() else {}
+    meta["carried"] = {"from": str(args.carry),
+                       "commands": {s: made_by(earlier, s) for s in sorted({r.system for r in kept})}}
     return kept
 
 
