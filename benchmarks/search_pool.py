@@ -9,13 +9,14 @@ part within the budget, and the chosen model (the search's fold models, bagged) 
     python benchmarks/search_pool.py run ... --set _NOISE=3 --out /tmp/pool/noise3   # a module constant changed
     python benchmarks/search_pool.py compare /tmp/pool/base /tmp/pool/noise3
 
-``--set NAME=JSON`` sets an attribute of ``poise.tools.search`` for the run: the arm under test, when the
-change is a constant. Arms that change code run from their own checkout (``git worktree``). With
-``--cores 0,1`` the specs are dealt to one process per core, each pinned there (its CPU affinity); run two arms
-side by side with ``--cores 0`` and ``--cores 1``. ``--together`` runs one process on all the cores instead, so
-the search trains its folds side by side as it does for a user with that many cores. One JSON file per
-(table, seed) lands in ``--out``, with a ``.npz`` of the predictions
-behind it (see ``one``), so that selection rules can be compared offline on the same candidates.
+``--set NAME=JSON`` sets an attribute of ``poise.tools.search`` for the run (``--set MODULE.NAME=JSON``, one of
+another ``poise.tools`` module, e.g. ``planning.REPEATS``): the arm under test, when the change is a constant.
+Arms that change code run from their own checkout (``git worktree``). With ``--cores 0,1`` the specs are dealt
+to one process per core, each pinned there (its CPU affinity); run two arms side by side with ``--cores 0`` and
+``--cores 1``. ``--together`` runs one process on all the cores instead, so the search trains its folds side by
+side as it does for a user with that many cores. One JSON file per (table, seed) lands in ``--out``, with a
+``.npz`` of the predictions behind it (see ``one``), so that selection rules can be compared offline on the same
+candidates.
 """
 
 from __future__ import annotations
@@ -134,15 +135,17 @@ def run(args: argparse.Namespace) -> None:
 
     # run.py loaded scikit-learn's OpenMP before the lines above: it counted the cores then, not now
     threadpool_limits(max(len(cores), 1) if cores else None)
-    import numpy as np
+    import importlib
 
-    from poise.tools import search
+    import numpy as np
 
     for assignment in args.set:
         name, value = assignment.split("=", 1)
-        if not hasattr(search, name):
-            raise SystemExit(f"error: poise.tools.search has no {name}\nfix: name one of its module attributes")
-        setattr(search, name, json.loads(value))
+        where, _, name = name.rpartition(".")
+        module = importlib.import_module(f"poise.tools.{where or 'search'}")
+        if not hasattr(module, name):
+            raise SystemExit(f"error: {module.__name__} has no {name}\nfix: name one of its module attributes")
+        setattr(module, name, json.loads(value))
     for spec in specs:
         table, seed = spec.rsplit(":", 1)
         target = args.out / f"{table}-s{seed}.json"
@@ -254,7 +257,7 @@ def main() -> None:
     r.add_argument("--together", action="store_true",
                    help="one process on all of --cores (the search's fits side by side), not one per core")
     r.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
-                   help="set a poise.tools.search attribute for this run")
+                   help="set a poise.tools.search attribute for this run (MODULE.NAME: of another poise.tools module)")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--specs", nargs="+", metavar="TABLE:SEED", help="exactly these (table, seed) pairs instead")
     c = sub.add_parser("compare", help="the paired difference of two runs (B minus A)")

@@ -50,12 +50,18 @@ def cv_folds(profile: DataProfile) -> int:
     return max(2, min(wanted, profile.n_minority // 10))
 
 
+#: How often the K-fold split is repeated below a count of minority rows: (below, repeats), first match.
+REPEATS: tuple[tuple[int, int], ...] = ((60, 3), (200, 2))
+#: Above this many rows one split's folds are large enough, and each fit too slow to repeat.
+REPEAT_MAX_ROWS = 20_000
+
+
 def cv_repeats(n_rows: int, n_minority: int) -> int:
     """How often the K-fold split is repeated (with fresh shuffles): on a few dozen positives one split's
     score is mostly luck of the draw, so small tables, which are cheap to fit, average three."""
-    if n_rows > 20_000:
+    if n_rows > REPEAT_MAX_ROWS:
         return 1
-    return 3 if n_minority < 60 else 2 if n_minority < 200 else 1
+    return next((repeats for below, repeats in REPEATS if n_minority < below), 1)
 
 
 def default_gates(task: TaskSpec, profile: DataProfile) -> Gates:
