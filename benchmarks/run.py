@@ -540,9 +540,9 @@ def table(rows: list[Row], meta: dict) -> str:
     ]
     if "carried" in meta:
         by_command: dict[str, list[str]] = {}
-        for system in SYSTEMS:
-            if system in meta["carried"].get("systems", ()) or system in meta["carried"].get("commands", {}):
-                by_command.setdefault(made_by(meta, system), []).append(SYSTEMS[system])
+        commands = carried_commands(meta)
+        for system in (s for s in SYSTEMS if s in commands):
+            by_command.setdefault(commands[system], []).append(SYSTEMS[system])
         lines[-1:-1] = ["", "Rows carried from earlier runs on the same splits, not run again: " + "; ".join(
             f"{', '.join(names)} from `{command}`" for command, names in by_command.items()) + "."]
     lines += metric_section(df, "average_precision", "PR-AUC (average precision)", systems)
@@ -569,15 +569,18 @@ def load_rows(path: Path) -> list[Row]:
     return [Row(**r) for r in frame[[f.name for f in fields(Row)]].to_dict("records")]
 
 
+def carried_commands(meta: dict) -> dict[str, str]:
+    """The command that made each carried system's rows, from a run's metadata."""
+    carried = meta.get("carried", {})
+    if "commands" in carried:
+        return carried["commands"]
+    return {s: carried["command"] for s in carried.get("systems", ())}  # written before each system had its own
+
+
 def made_by(meta: dict, system: str) -> str:
     """The command that made ``system``'s rows of a run whose metadata is ``meta``: the run itself, or, where it
     carried them, the run it carried them from."""
-    carried = meta.get("carried", {})
-    if "commands" in carried:
-        return carried["commands"].get(system, meta.get("command", ""))
-    if system in carried.get("systems", ()):  # written before each system's command was kept
-        return carried["command"]
-    return meta.get("command", "")
+    return carried_commands(meta).get(system, meta.get("command", ""))
 
 
 def carried_rows(args: argparse.Namespace, meta: dict) -> list[Row]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import importlib
 import json
 import os
 import statistics
@@ -136,8 +137,6 @@ def run(args: argparse.Namespace) -> None:
 
     # run.py loaded scikit-learn's OpenMP before the lines above: it counted the cores then, not now
     threadpool_limits(max(len(cores), 1) if cores else None)
-    import importlib
-
     import numpy as np
 
     for assignment in args.set:
