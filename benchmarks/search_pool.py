@@ -9,9 +9,11 @@ part within the budget, and the chosen model (the search's fold models, bagged) 
     python benchmarks/search_pool.py run ... --set _NOISE=3 --out /tmp/pool/noise3   # a module constant changed
     python benchmarks/search_pool.py compare /tmp/pool/base /tmp/pool/noise3
 
-``--set NAME=JSON`` sets an attribute of ``poise.tools.search`` for the run (``--set MODULE.NAME=JSON``, one of
+``--checkout DIR`` runs poise from another checkout of the repository (a ``git worktree`` of an earlier commit):
+the arm under test, when the change is code. ``--set NAME=JSON`` sets an attribute of ``poise.tools.search`` for
+the run (``--set MODULE.NAME=JSON``, one of
 another ``poise.tools`` module, e.g. ``planning.REPEATS``): the arm under test, when the change is a constant.
-Arms that change code run from their own checkout (``git worktree``). With ``--cores 0,1`` the specs are dealt
+With ``--cores 0,1`` the specs are dealt
 to one process per core, each pinned there (its CPU affinity); run two arms side by side with ``--cores 0`` and
 ``--cores 1``. ``--together`` runs one process on all the cores instead, so the search trains its folds side by
 side as it does for a user with that many cores. One JSON file per (table, seed) lands in ``--out``, with a
@@ -118,6 +120,29 @@ def one(name: str, seed: int, budget: float) -> tuple[dict, dict]:
     }, arrays
 
 
+def use_checkout(root: Path) -> None:
+    """Import poise from the checkout at ``root`` instead of the installed one: each of its packages from the folder
+    its ``pyproject.toml`` maps it to (``poise.tools`` is ``tools/``), ahead of the installed package's finder."""
+    import importlib.machinery
+    import importlib.util
+    import tomllib
+
+    folders = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    if any(name == "poise" or name.startswith("poise.") for name in sys.modules):
+        raise SystemExit("error: poise was imported before --checkout took effect\nfix: report this as a bug")
+
+    class Finder(importlib.machinery.PathFinder):
+        @classmethod
+        def find_spec(cls, fullname, path=None, target=None):
+            if fullname in folders:
+                folder = root / folders[fullname]
+                return importlib.util.spec_from_file_location(fullname, folder / "__init__.py",
+                                                              submodule_search_locations=[str(folder)])
+            return None
+
+    sys.meta_path.insert(0, Finder)
+
+
 def run(args: argparse.Namespace) -> None:
     from run import core_list, thread_env
 
@@ -127,7 +152,8 @@ def run(args: argparse.Namespace) -> None:
     if len(cores) > 1 and not args.together:  # one pinned child per core, the specs dealt round-robin
         children = [subprocess.Popen([
             sys.executable, __file__, "run", "--budget", str(args.budget), "--out", str(args.out), "--cores", str(core),
-            *[x for kv in args.set for x in ("--set", kv)], "--specs", *specs[i::len(cores)]])
+            *[x for kv in args.set for x in ("--set", kv)],
+            *(["--checkout", str(args.checkout)] if args.checkout else []), "--specs", *specs[i::len(cores)]])
             for i, core in enumerate(cores)]
         sys.exit(max(child.wait() for child in children))
     if cores:
@@ -285,6 +311,8 @@ def main() -> None:
                    help="one process on all of --cores (the search's fits side by side), not one per core")
     r.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
                    help="set a poise.tools.search attribute for this run (MODULE.NAME: of another poise.tools module)")
+    r.add_argument("--checkout", type=Path, metavar="DIR",
+                   help="run poise from this checkout of the repository (a git worktree), not the installed one")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--specs", nargs="+", metavar="TABLE:SEED", help="exactly these (table, seed) pairs instead")
     c = sub.add_parser("compare", help="the paired difference of two runs (B minus A)")
@@ -296,6 +324,8 @@ def main() -> None:
     u.add_argument("run", type=Path)
     u.add_argument("--verbose", action="store_true", help="one line per (table, seed)")
     args = parser.parse_args()
+    if getattr(args, "checkout", None):  # before anything imports poise (run.py's helpers do)
+        use_checkout(args.checkout.resolve())
     {"run": run, "compare": compare, "hgb": hgb, "rules": rules}[args.command](args)
 
 
