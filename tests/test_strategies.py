@@ -142,3 +142,48 @@ def test_the_lowest_ratio_the_search_may_ask_for_fits_every_training_fold(n_pos,
         for train, _ in StratifiedKFold(folds, shuffle=True, random_state=0).split(X, y):
             pipeline = build_pipeline(strategy, "logistic_regression", {f"{prefix}__ratio": low}, ctx)
             pipeline.fit(X.iloc[train], y[train])  # raises if the ratio is below the fold's own
+
+
+@pytest.mark.parametrize(("strategy", "model", "prefix"), [
+    ("none", "random_forest", "rf"), ("class_weight", "extra_trees", "et"),
+    ("balanced_random_forest", None, "brf"),
+])
+def test_forests_grow_no_more_leaves_than_searched_and_the_top_of_the_range_means_no_cap(strategy, model, prefix,
+                                                                                        table):
+    import optuna
+
+    from poise.tools.models import UNCAPPED_LEAVES
+
+    ctx = context(table, COLUMNS)
+    space = MODELS[model].space if model else (lambda trial: STRATEGIES[strategy].space(trial, ctx))
+    searched = space(optuna.trial.FixedTrial({f"{prefix}__n_estimators": 100, f"{prefix}__min_samples_leaf": 1,
+                                              f"{prefix}__max_features": 0.5, f"{prefix}__max_leaf_nodes": 16,
+                                              "cw__power": 1.0}))
+    assert searched[f"{prefix}__max_leaf_nodes"] == 16
+    for leaves, cap in ((4, 4), (UNCAPPED_LEAVES, None)):
+        params = {**searched, f"{prefix}__n_estimators": 20, f"{prefix}__max_leaf_nodes": leaves}
+        forest = build_pipeline(strategy, model, params, ctx).fit(table.features, table.y).named_steps["model"]
+        assert forest.max_leaf_nodes == cap
+        assert max(tree.get_n_leaves() for tree in forest.estimators_) <= (cap or len(table.y))
+
+
+def test_every_portfolio_configuration_is_a_point_of_the_search_space():
+    """The search runs its portfolio as written: each value is one the search space holds, in its range."""
+    import optuna
+
+    from poise.tools.search import DEFAULT_TRIALS
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    ctx = StrategyContext(n_minority=200, n_majority=2000, columns=COLUMNS, seed=0)
+    for entry in DEFAULT_TRIALS:
+        study = optuna.create_study()
+        study.enqueue_trial(entry)
+        trial = study.ask()
+        spec = STRATEGIES[trial.suggest_categorical("strategy", sorted(STRATEGIES))]
+        params = dict(spec.space(trial, ctx))
+        if "model" in entry:
+            params.update(MODELS[trial.suggest_categorical("model", sorted(MODELS))].space(trial))
+        written = {k: v for k, v in entry.items() if k not in ("strategy", "model")}
+        assert {k: params.get(k) for k in written} == written, entry
+        inside = [d._contains(d.to_internal_repr(trial.params[name])) for name, d in trial.distributions.items()]
+        assert all(inside), entry

@@ -52,12 +52,29 @@ def _lr_space(trial: BaseTrial) -> Params:
 
 
 # ---------------------------------------------------------------- forests
+#: The most leaves a forest's tree is searched with, and what that value means: no cap (the trees grow until
+#: ``min_samples_leaf`` stops them, as scikit-learn's forests do by default). Forests of small trees are what
+#: hold up on weak, noisy signals (FLAML searches their size too), and a bag of them is small to save and serve.
+UNCAPPED_LEAVES = 4096
+
+
+def leaf_cap(leaves: int | None) -> int | None:
+    """scikit-learn's ``max_leaf_nodes`` for a searched leaf count (``None``: no cap)."""
+    return None if leaves is None or leaves >= UNCAPPED_LEAVES else int(leaves)
+
+
+def forest_leaves(trial: BaseTrial, prefix: str) -> int:
+    """The leaf count of a forest's trees, searched on a log scale up to ``UNCAPPED_LEAVES`` (no cap)."""
+    return trial.suggest_int(f"{prefix}__max_leaf_nodes", 16, UNCAPPED_LEAVES, log=True)
+
+
 def _forest_space(prefix: str) -> Callable[[BaseTrial], Params]:
     def space(trial: BaseTrial) -> Params:
         return {
             f"{prefix}__n_estimators": trial.suggest_int(f"{prefix}__n_estimators", 100, 500, step=50),
             f"{prefix}__min_samples_leaf": trial.suggest_int(f"{prefix}__min_samples_leaf", 1, 20, log=True),
             f"{prefix}__max_features": trial.suggest_float(f"{prefix}__max_features", 0.1, 1.0),
+            f"{prefix}__max_leaf_nodes": forest_leaves(trial, prefix),
         }
 
     return space
@@ -74,6 +91,7 @@ def _forest_build(prefix: str, cls_path: str) -> Callable[[Params, ClassWeight, 
             n_estimators=p.get("n_estimators", 300),
             min_samples_leaf=p.get("min_samples_leaf", 1),
             max_features=p.get("max_features", "sqrt"),
+            max_leaf_nodes=leaf_cap(p.get("max_leaf_nodes")),
             class_weight=class_weight,
             n_jobs=1,  # one thread per fit; the search runs fits side by side (poise.tools.parallel)
             random_state=seed,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from poise.tools.models import ClassWeight, Params
+from poise.tools.models import ClassWeight, Params, forest_leaves, leaf_cap
 from poise.tools.preprocess import FeatureColumns, categorical_positions
 
 if TYPE_CHECKING:  # Optuna loads when a search runs, imbalanced-learn and scikit-learn when a pipeline is built
@@ -229,6 +229,7 @@ def _balanced_rf(params: Params, ctx: StrategyContext) -> BaseEstimator:
         n_estimators=_get(params, "brf", "n_estimators", 300),
         min_samples_leaf=_get(params, "brf", "min_samples_leaf", 1),
         max_features=_get(params, "brf", "max_features", "sqrt"),
+        max_leaf_nodes=leaf_cap(_get(params, "brf", "max_leaf_nodes", None)),
         sampling_strategy="all",
         replacement=True,
         bootstrap=False,
@@ -242,6 +243,7 @@ def _balanced_rf_space(trial: BaseTrial, ctx: StrategyContext) -> Params:
         "brf__n_estimators": trial.suggest_int("brf__n_estimators", 100, 500, step=50),
         "brf__min_samples_leaf": trial.suggest_int("brf__min_samples_leaf", 1, 10, log=True),
         "brf__max_features": trial.suggest_float("brf__max_features", 0.1, 1.0),
+        "brf__max_leaf_nodes": forest_leaves(trial, "brf"),
     }
 
 
