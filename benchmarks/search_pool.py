@@ -11,14 +11,13 @@ part within the budget, and the chosen model (the search's fold models, bagged) 
 
 ``--checkout DIR`` runs poise from another checkout of the repository (a ``git worktree`` of an earlier commit):
 the arm under test, when the change is code. ``--set NAME=JSON`` sets an attribute of ``poise.tools.search`` for
-the run (``--set MODULE.NAME=JSON``, one of
-another ``poise.tools`` module, e.g. ``planning.REPEATS``): the arm under test, when the change is a constant.
-With ``--cores 0,1`` the specs are dealt
-to one process per core, each pinned there (its CPU affinity); run two arms side by side with ``--cores 0`` and
-``--cores 1``. ``--together`` runs one process on all the cores instead, so the search trains its folds side by
-side as it does for a user with that many cores. One JSON file per (table, seed) lands in ``--out``, with a
-``.npz`` of the predictions behind it (see ``one``), so that selection rules can be compared offline on the same
-candidates (``rules RUN``). ``hgb RUN`` sets the benchmark's default HistGradientBoosting, trained on the same
+the run (``--set MODULE.NAME=JSON``, one of another ``poise.tools`` module, e.g. ``planning.REPEATS``): the arm
+under test, when the change is a constant. With ``--cores 0,1`` the specs are dealt to one process per core,
+each pinned there (its CPU affinity); run two arms side by side with ``--cores 0`` and ``--cores 1``.
+``--together`` runs one process on all the cores instead, so the search trains its folds side by side as it does
+for a user with that many cores. One JSON file per (table, seed) lands in ``--out``, with a ``.npz`` of the
+predictions behind it (see ``one``), so that selection rules can be compared offline on the same candidates
+(``rules RUN``). ``hgb RUN`` sets the benchmark's default HistGradientBoosting, trained on the same
 75 %, beside each row's choice.
 """
 
@@ -123,7 +122,7 @@ def one(name: str, seed: int, budget: float) -> tuple[dict, dict]:
 def use_checkout(root: Path) -> None:
     """Import poise from the checkout at ``root`` instead of the installed one: each of its packages from the folder
     its ``pyproject.toml`` maps it to (``poise.tools`` is ``tools/``), ahead of the installed package's finder."""
-    import importlib.machinery
+    import importlib.abc
     import importlib.util
     import tomllib
 
@@ -131,16 +130,15 @@ def use_checkout(root: Path) -> None:
     if any(name == "poise" or name.startswith("poise.") for name in sys.modules):
         raise SystemExit("error: poise was imported before --checkout took effect\nfix: report this as a bug")
 
-    class Finder(importlib.machinery.PathFinder):
-        @classmethod
-        def find_spec(cls, fullname, path=None, target=None):
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path=None, target=None):
             if fullname in folders:
                 folder = root / folders[fullname]
                 return importlib.util.spec_from_file_location(fullname, folder / "__init__.py",
                                                               submodule_search_locations=[str(folder)])
             return None
 
-    sys.meta_path.insert(0, Finder)
+    sys.meta_path.insert(0, Finder())
 
 
 def run(args: argparse.Namespace) -> None:
